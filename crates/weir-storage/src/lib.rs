@@ -24,3 +24,4 @@
 pub mod batch;
 pub mod compression;
 pub mod message;
+pub mod partition;

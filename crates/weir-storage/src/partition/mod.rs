@@ -1,0 +1,30 @@
+//! Partition logs: per partition, segment files of stored record batches with their
+//! indexes (offset, time, key, tag), retention, DeleteRecords, compaction and recovery.
+//!
+//! STUB module root; the partition log lands here.
+
+pub mod compaction;
+pub mod key_index;
+pub mod tag_index;
+
+use std::path::PathBuf;
+
+/// Why an index file could not be used; the caller rebuilds it from its segment.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("index {path} is missing")]
+    Missing { path: PathBuf },
+    #[error("index {path} is damaged at byte {position}: {reason}")]
+    Damaged {
+        path: PathBuf,
+        position: u64,
+        reason: &'static str,
+    },
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
