@@ -1,0 +1,157 @@
+//! Settings of `weir serve`. Each comes from, in order of precedence: its command-line
+//! flag, its environment variable (`WEIR_…`), the TOML file named by `--config`, the
+//! default. Unknown keys in the file are an error, so a typo does not silently fall back.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+use weir_storage::store::StoreConfig;
+
+pub const DATA_DIR_DEFAULT: &str = "./weir-data";
+pub const KAFKA_ADDR_DEFAULT: &str = "127.0.0.1:9092";
+pub const ROCKETMQ_ADDR_DEFAULT: &str = "127.0.0.1:8081";
+pub const ADMIN_ADDR_DEFAULT: &str = "127.0.0.1:9644";
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// TOML file with settings (flags and environment variables override it).
+    #[arg(long, env = "WEIR_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where weir keeps its data [default: ./weir-data].
+    #[arg(long, env = "WEIR_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Kafka protocol listener [default: 127.0.0.1:9092].
+    #[arg(long, env = "WEIR_KAFKA_ADDR", value_name = "HOST:PORT")]
+    pub kafka_addr: Option<SocketAddr>,
+    /// RocketMQ 5 gRPC listener [default: 127.0.0.1:8081].
+    #[arg(long, env = "WEIR_ROCKETMQ_ADDR", value_name = "HOST:PORT")]
+    pub rocketmq_addr: Option<SocketAddr>,
+    /// Admin HTTP listener (metrics, API) [default: 127.0.0.1:9644].
+    #[arg(long, env = "WEIR_ADMIN_ADDR", value_name = "HOST:PORT")]
+    pub admin_addr: Option<SocketAddr>,
+}
+
+/// The `--config` file's shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    data_dir: Option<PathBuf>,
+    kafka_addr: Option<SocketAddr>,
+    rocketmq_addr: Option<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
+    #[serde(default)]
+    storage: StorageFileSettings,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StorageFileSettings {
+    wal_segment_bytes: Option<u64>,
+    wal_flush_interval_ms: Option<u64>,
+    wal_flush_bytes: Option<u64>,
+    checkpoint_interval_ms: Option<i64>,
+    checkpoint_wal_bytes: Option<u64>,
+    max_open_files: Option<usize>,
+}
+
+/// Resolved settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub kafka_addr: SocketAddr,
+    pub rocketmq_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub store: StoreConfig,
+}
+
+impl Settings {
+    pub fn resolve(args: ServeArgs) -> anyhow::Result<Self> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileSettings::default(),
+        };
+        let addr = |flag: Option<SocketAddr>, file: Option<SocketAddr>, default: &str| {
+            flag.or(file).map_or_else(|| default.parse(), Ok)
+        };
+        let mut store = StoreConfig::default();
+        let s = &file.storage;
+        if let Some(v) = s.wal_segment_bytes {
+            store.wal.segment_bytes = v;
+        }
+        if let Some(v) = s.wal_flush_interval_ms {
+            store.wal.async_flush_interval_ms = v;
+        }
+        if let Some(v) = s.wal_flush_bytes {
+            store.wal.async_flush_bytes = v;
+        }
+        if let Some(v) = s.checkpoint_interval_ms {
+            store.checkpoint_interval_ms = v;
+        }
+        if let Some(v) = s.checkpoint_wal_bytes {
+            store.checkpoint_wal_bytes = v;
+        }
+        if let Some(v) = s.max_open_files {
+            store.max_open_files = v;
+        }
+        Ok(Self {
+            data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| DATA_DIR_DEFAULT.into()),
+            kafka_addr: addr(args.kafka_addr, file.kafka_addr, KAFKA_ADDR_DEFAULT)?,
+            rocketmq_addr: addr(args.rocketmq_addr, file.rocketmq_addr, ROCKETMQ_ADDR_DEFAULT)?,
+            admin_addr: addr(args.admin_addr, file.admin_addr, ADMIN_ADDR_DEFAULT)?,
+            store,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> ServeArgs {
+        ServeArgs { config: None, data_dir: None, kafka_addr: None, rocketmq_addr: None, admin_addr: None }
+    }
+
+    #[test]
+    fn defaults_apply_without_flags_or_file() {
+        let settings = Settings::resolve(args()).expect("defaults resolve");
+        assert_eq!(settings.data_dir, PathBuf::from(DATA_DIR_DEFAULT));
+        assert_eq!(settings.kafka_addr.to_string(), KAFKA_ADDR_DEFAULT);
+        assert_eq!(settings.admin_addr.to_string(), ADMIN_ADDR_DEFAULT);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("weir.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"/from/file\"\nkafka_addr = \"127.0.0.1:1111\"\n[storage]\nwal_flush_interval_ms = 7\n",
+        )
+        .expect("write");
+        let mut a = args();
+        a.config = Some(path);
+        a.kafka_addr = Some("127.0.0.1:2222".parse().expect("addr"));
+        let settings = Settings::resolve(a).expect("resolves");
+        assert_eq!(settings.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(settings.kafka_addr.port(), 2222);
+        assert_eq!(settings.store.wal.async_flush_interval_ms, 7);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("weir.toml");
+        std::fs::write(&path, "data_dri = \"typo\"\n").expect("write");
+        let mut a = args();
+        a.config = Some(path);
+        assert!(Settings::resolve(a).is_err());
+    }
+}
