@@ -362,22 +362,11 @@ impl MemoryEntries {
         let mut out = Vec::new();
         for run in &self.runs {
             let start = run.partition_point(|e| { e.hash } < hash);
-            out.extend(
-                run[start..]
-                    .iter()
-                    .take_while(|e| { e.hash } == hash)
-                    .filter(|e| e.in_range(time_range_ms))
-                    .take(limit)
-                    .map(|e| e.rel_offset),
-            );
+            let matches = run[start..].iter().take_while(|e| { e.hash } == hash);
+            take_distinct(&mut out, matches, time_range_ms, limit);
         }
-        out.extend(
-            self.tail
-                .iter()
-                .filter(|e| { e.hash } == hash && e.in_range(time_range_ms))
-                .take(limit)
-                .map(|e| e.rel_offset),
-        );
+        let matches = self.tail.iter().filter(|e| { e.hash } == hash);
+        take_distinct(&mut out, matches, time_range_ms, limit);
         out
     }
 
@@ -387,6 +376,29 @@ impl MemoryEntries {
         }
         self.runs.retain(|run| !run.is_empty());
         self.tail.retain(|e| u64::from(e.rel_offset) < rel_end);
+    }
+}
+
+/// Appends the relative offsets of `entries` (ascending by offset) in the time range,
+/// at most `limit` distinct ones: one offset may carry the same key twice (record key and a
+/// `KEYS` word), and duplicates must not use up the limit.
+fn take_distinct<'a>(
+    out: &mut Vec<u32>,
+    entries: impl Iterator<Item = &'a Entry>,
+    time_range_ms: Option<(i64, i64)>,
+    limit: usize,
+) {
+    let mut taken = 0;
+    let mut previous = None;
+    for entry in entries.filter(|e| e.in_range(time_range_ms)) {
+        if taken >= limit {
+            break;
+        }
+        if previous != Some(entry.rel_offset) {
+            previous = Some(entry.rel_offset);
+            out.push(entry.rel_offset);
+            taken += 1;
+        }
     }
 }
 
@@ -453,7 +465,7 @@ impl SealedFile {
                     // Sorted by (hash, offset): nothing further can match.
                     return Ok(out);
                 }
-                if entry.in_range(time_range_ms) {
+                if entry.in_range(time_range_ms) && out.last() != Some(&{ entry.rel_offset }) {
                     out.push(entry.rel_offset);
                     if out.len() >= limit {
                         return Ok(out);
@@ -715,4 +727,286 @@ pub(super) fn open_index_file(
         count,
         extra,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// splitmix64: a seeded generator so proptest only has to shrink the seed and sizes.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// (key, offset, timestamp) in arrival order.
+    type Model = Vec<(Vec<u8>, i64, i64)>;
+
+    fn key_of(n: u64) -> Vec<u8> {
+        format!("key-{n}").into_bytes()
+    }
+
+    /// Up to 3 keys per offset, offsets ascending with gaps, timestamps jittering.
+    fn generate(seed: u64, count: usize, base: i64, keys: u64) -> Model {
+        let mut rng = Rng(seed);
+        let mut model = Vec::with_capacity(count);
+        let mut offset = base;
+        while model.len() < count {
+            let ts = 1_000_000 + rng.below(10_000) as i64;
+            for _ in 0..=rng.below(3) {
+                model.push((key_of(rng.below(keys)), offset, ts));
+            }
+            offset += 1 + rng.below(3) as i64;
+        }
+        model
+    }
+
+    fn build(model: &Model) -> KeyIndex {
+        let mut index = KeyIndex::new();
+        for (key, offset, ts) in model {
+            index.add(key, *offset, *ts);
+        }
+        index
+    }
+
+    fn expected(model: &Model, key: &[u8], range: Option<(i64, i64)>, limit: usize) -> Vec<i64> {
+        let mut offsets: Vec<i64> = model
+            .iter()
+            .filter(|(k, _, ts)| k == key && range.is_none_or(|(f, t)| *ts >= f && *ts <= t))
+            .map(|(_, o, _)| *o)
+            .collect();
+        offsets.dedup();
+        offsets.truncate(limit);
+        offsets
+    }
+
+    fn check_all(index: &KeyIndex, model: &Model, keys: u64, rng: &mut Rng) {
+        for k in 0..=keys {
+            let key = key_of(k);
+            let range = match rng.below(3) {
+                0 => None,
+                _ => {
+                    let from = 1_000_000 + rng.below(10_000) as i64;
+                    Some((from, from + rng.below(5_000) as i64))
+                }
+            };
+            let limit = match rng.below(3) {
+                0 => usize::MAX,
+                _ => rng.below(50) as usize,
+            };
+            let got = index.try_lookup(&key, range, limit).expect("lookup reads");
+            assert_eq!(
+                got,
+                expected(model, &key, range, limit),
+                "key {k} {range:?} {limit}"
+            );
+            assert_eq!(index.lookup(&key, range, limit), got);
+        }
+    }
+
+    #[test]
+    fn key_hash_is_fnv1a_64() {
+        assert_eq!(key_hash(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(key_hash(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(key_hash(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn entries_are_20_bytes_in_memory() {
+        assert_eq!(std::mem::size_of::<Entry>(), ENTRY_LEN);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn lookup_matches_brute_force_in_memory_and_after_reload(
+            seed in any::<u64>(),
+            count in 0usize..12_000,
+            keys in 1u64..40,
+            base in 0i64..1_000_000_000_000,
+        ) {
+            let model = generate(seed, count, base, keys);
+            let index = build(&model);
+            let mut rng = Rng(seed ^ 1);
+            check_all(&index, &model, keys, &mut rng);
+
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("0.keyidx");
+            index.write_to(&path).expect("write");
+            let loaded = KeyIndex::load(&path).expect("load");
+            check_all(&loaded, &model, keys, &mut rng);
+            prop_assert!(loaded.memory.runs.is_empty() && loaded.memory.tail.is_empty());
+            prop_assert!(!path.with_extension("keyidx.tmp").exists());
+        }
+
+        #[test]
+        fn truncation_and_appends_after_reload(
+            seed in any::<u64>(),
+            count in 1usize..9_000,
+            keys in 1u64..20,
+            cut_at in 0.0f64..1.2,
+        ) {
+            let mut model = generate(seed, count, 500, keys);
+            let last = model.last().map_or(500, |e| e.1);
+            let cut = 500 + ((last - 500) as f64 * cut_at) as i64;
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("0.keyidx");
+            build(&model).write_to(&path).expect("write");
+
+            let mut loaded = KeyIndex::load(&path).expect("load");
+            let mut in_memory = build(&model);
+            loaded.truncate_from(cut);
+            in_memory.truncate_from(cut);
+            model.retain(|(_, o, _)| *o < cut);
+            let mut rng = Rng(seed ^ 2);
+            check_all(&loaded, &model, keys, &mut rng);
+            check_all(&in_memory, &model, keys, &mut rng);
+
+            // The segment is active again: appends go after the cut, beside the file.
+            let more = generate(seed ^ 3, 5_000, cut.max(500), keys);
+            for (key, offset, ts) in &more {
+                loaded.add(key, *offset, *ts);
+                in_memory.add(key, *offset, *ts);
+            }
+            model.extend(more);
+            check_all(&loaded, &model, keys, &mut rng);
+            check_all(&in_memory, &model, keys, &mut rng);
+
+            // Rewriting over the file it was loaded from.
+            loaded.write_to(&path).expect("rewrite");
+            let reloaded = KeyIndex::load(&path).expect("reload");
+            check_all(&reloaded, &model, keys, &mut rng);
+        }
+
+        #[test]
+        fn any_flipped_byte_or_truncation_is_damage(
+            seed in any::<u64>(),
+            count in 0usize..300,
+            flip in any::<prop::sample::Index>(),
+            bit in 0u8..8,
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let model = generate(seed, count, 7, 5);
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("0.keyidx");
+            build(&model).write_to(&path).expect("write");
+            let good = std::fs::read(&path).expect("read");
+            prop_assert_eq!(good.len(), FILE_HEADER_LEN + model.len() * ENTRY_LEN);
+
+            let mut flipped = good.clone();
+            flipped[flip.index(good.len())] ^= 1 << bit;
+            std::fs::write(&path, &flipped).expect("write");
+            let flipped_is_damaged = matches!(
+                KeyIndex::load(&path),
+                Err(IndexError::Damaged { ref path, .. }) if path.ends_with("0.keyidx")
+            );
+            prop_assert!(flipped_is_damaged);
+
+            std::fs::write(&path, &good[..cut.index(good.len())]).expect("write");
+            let truncated_is_damaged =
+                matches!(KeyIndex::load(&path), Err(IndexError::Damaged { .. }));
+            prop_assert!(truncated_is_damaged);
+        }
+    }
+
+    #[test]
+    fn missing_file_is_missing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("absent.keyidx");
+        assert!(matches!(KeyIndex::load(&path), Err(IndexError::Missing { path: p }) if p == path));
+    }
+
+    #[test]
+    fn damage_reports_its_position() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("0.keyidx");
+        build(&generate(9, 10, 0, 3))
+            .write_to(&path)
+            .expect("write");
+        let mut bytes = std::fs::read(&path).expect("read");
+        bytes[0] = b'X';
+        std::fs::write(&path, &bytes).expect("write");
+        match KeyIndex::load(&path) {
+            Err(IndexError::Damaged {
+                position, reason, ..
+            }) => assert_eq!((position, reason), (0, "bad magic")),
+            other => panic!("expected Damaged, got {other:?}"),
+        }
+        bytes[0] = b'W';
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&path, &bytes).expect("write");
+        match KeyIndex::load(&path) {
+            Err(IndexError::Damaged {
+                position, reason, ..
+            }) => assert_eq!((position, reason), (28, "checksum mismatch")),
+            other => panic!("expected Damaged, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_index_round_trips() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("0.keyidx");
+        KeyIndex::new().write_to(&path).expect("write");
+        let mut loaded = KeyIndex::load(&path).expect("load");
+        assert!(loaded.lookup(b"k", None, 10).is_empty());
+        // An empty file fixes no base: any offset may come next.
+        loaded.add(b"k", 5_000_000_000, 1);
+        assert_eq!(loaded.lookup(b"k", None, 10), vec![5_000_000_000]);
+    }
+
+    #[test]
+    fn keys_per_offset_are_bounded() {
+        let mut index = KeyIndex::new();
+        for i in 0..(KEYS_PER_OFFSET_MAX + 10) {
+            index.add(format!("w{i}").as_bytes(), 3, 0);
+        }
+        index.add(b"w0", 4, 0);
+        assert_eq!(index.lookup(b"w0", None, 10), vec![3, 4]);
+        let last_indexed = format!("w{}", KEYS_PER_OFFSET_MAX - 1);
+        assert_eq!(index.lookup(last_indexed.as_bytes(), None, 10), vec![3]);
+        let dropped = format!("w{}", KEYS_PER_OFFSET_MAX);
+        assert!(index.lookup(dropped.as_bytes(), None, 10).is_empty());
+    }
+
+    #[test]
+    #[should_panic(expected = "ascending")]
+    fn offsets_going_back_is_a_bug() {
+        let mut index = KeyIndex::new();
+        index.add(b"a", 10, 0);
+        index.add(b"a", 9, 0);
+    }
+
+    #[test]
+    fn lookup_of_a_removed_file_reports_io_and_falls_back_to_memory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("0.keyidx");
+        build(&generate(1, 100, 0, 2))
+            .write_to(&path)
+            .expect("write");
+        let mut loaded = KeyIndex::load(&path).expect("load");
+        // Replace the open file's contents behind its back with fewer bytes.
+        let file = OpenOptions::new().write(true).open(&path).expect("open");
+        file.set_len(FILE_HEADER_LEN as u64).expect("truncate");
+        loaded.add(b"key-0", 1_000, 5);
+        assert!(matches!(
+            loaded.try_lookup(b"key-0", None, 1_000),
+            Err(IndexError::Io { op: "read", .. })
+        ));
+        assert_eq!(loaded.lookup(b"key-0", None, 1_000), vec![1_000]);
+    }
 }

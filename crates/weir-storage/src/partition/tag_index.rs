@@ -168,3 +168,191 @@ impl TagIndex {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::tag_hash;
+    use proptest::prelude::*;
+
+    /// (offset, hash), offsets strictly ascending with gaps (untagged records between).
+    fn arb_entries() -> impl Strategy<Value = (i64, Vec<(i64, i32)>)> {
+        (
+            0i64..1_000_000_000_000,
+            prop::collection::vec((1i64..4, 0usize..5), 0..3_000),
+        )
+            .prop_map(|(base, steps)| {
+                let tags = ["TagA", "TagB", "TagC", "", "x"];
+                let mut offset = base;
+                let entries = steps
+                    .into_iter()
+                    .map(|(step, tag)| {
+                        offset += step;
+                        (offset, tag_hash(tags[tag]))
+                    })
+                    .collect();
+                (base, entries)
+            })
+    }
+
+    fn build(entries: &[(i64, i32)]) -> TagIndex {
+        let mut index = TagIndex::new();
+        for (offset, hash) in entries {
+            index.add(*offset, *hash);
+        }
+        index
+    }
+
+    fn expected(entries: &[(i64, i32)], from: i64, hashes: &[i32], limit: usize) -> Vec<i64> {
+        entries
+            .iter()
+            .filter(|(o, h)| *o >= from && hashes.contains(h))
+            .map(|(o, _)| *o)
+            .take(limit)
+            .collect()
+    }
+
+    fn check(index: &TagIndex, entries: &[(i64, i32)], base: i64, probes: &[(i64, usize, usize)]) {
+        let all = [
+            tag_hash("TagA"),
+            tag_hash("TagB"),
+            tag_hash("TagC"),
+            0,
+            tag_hash("x"),
+        ];
+        for (from_delta, subset, limit) in probes {
+            let from = base - 5 + from_delta;
+            let hashes: Vec<i32> = all
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| subset & (1 << i) != 0)
+                .map(|(_, h)| *h)
+                .collect();
+            assert_eq!(
+                index.matching(from, &hashes, *limit),
+                expected(entries, from, &hashes, *limit),
+                "from {from} hashes {hashes:?} limit {limit}"
+            );
+        }
+    }
+
+    fn arb_probes() -> impl Strategy<Value = Vec<(i64, usize, usize)>> {
+        prop::collection::vec((0i64..12_000, 0usize..32, 0usize..200), 1..20)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        #[test]
+        fn matching_is_brute_force_before_and_after_reload(
+            (base, entries) in arb_entries(),
+            probes in arb_probes(),
+        ) {
+            let index = build(&entries);
+            prop_assert_eq!(index.len(), entries.len());
+            check(&index, &entries, base, &probes);
+
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("0.tagidx");
+            index.write_to(&path).expect("write");
+            let loaded = TagIndex::load(&path).expect("load");
+            check(&loaded, &entries, base, &probes);
+            prop_assert_eq!(
+                std::fs::metadata(&path).expect("stat").len() as usize,
+                32 + 8 * entries.len()
+            );
+        }
+
+        #[test]
+        fn truncation_then_appends(
+            (base, mut entries) in arb_entries(),
+            cut_delta in 0i64..12_000,
+            probes in arb_probes(),
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("0.tagidx");
+            build(&entries).write_to(&path).expect("write");
+            let mut index = TagIndex::load(&path).expect("load");
+            let cut = base + cut_delta;
+            index.truncate_from(cut);
+            entries.retain(|(o, _)| *o < cut);
+            check(&index, &entries, base, &probes);
+
+            let next = entries.last().map_or(cut, |(o, _)| (o + 1).max(cut));
+            for (i, offset) in (next..next + 50).step_by(2).enumerate() {
+                let hash = if i % 2 == 0 { tag_hash("TagA") } else { 0 };
+                index.add(offset, hash);
+                entries.push((offset, hash));
+            }
+            check(&index, &entries, base, &probes);
+            index.write_to(&path).expect("rewrite");
+            check(&TagIndex::load(&path).expect("reload"), &entries, base, &probes);
+        }
+
+        #[test]
+        fn any_flipped_byte_or_truncation_is_damage(
+            (_base, entries) in arb_entries(),
+            flip in any::<prop::sample::Index>(),
+            bit in 0u8..8,
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("0.tagidx");
+            build(&entries).write_to(&path).expect("write");
+            let good = std::fs::read(&path).expect("read");
+            let mut flipped = good.clone();
+            flipped[flip.index(good.len())] ^= 1 << bit;
+            std::fs::write(&path, &flipped).expect("write");
+            let damaged = matches!(TagIndex::load(&path), Err(IndexError::Damaged { .. }));
+            prop_assert!(damaged);
+            std::fs::write(&path, &good[..cut.index(good.len())]).expect("write");
+            let damaged = matches!(TagIndex::load(&path), Err(IndexError::Damaged { .. }));
+            prop_assert!(damaged);
+        }
+    }
+
+    #[test]
+    fn missing_file_is_missing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("absent.tagidx");
+        assert!(matches!(
+            TagIndex::load(&path),
+            Err(IndexError::Missing { .. })
+        ));
+    }
+
+    #[test]
+    fn a_key_index_file_is_not_a_tag_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("0.idx");
+        let mut keys = super::super::key_index::KeyIndex::new();
+        keys.add(b"k", 1, 1);
+        keys.write_to(&path).expect("write");
+        assert!(matches!(
+            TagIndex::load(&path),
+            Err(IndexError::Damaged {
+                position: 0,
+                reason: "bad magic",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn matching_before_base_and_far_past_the_end() {
+        let index = build(&[(100, 7), (105, 8), (110, 7)]);
+        assert_eq!(index.matching(0, &[7], 10), vec![100, 110]);
+        assert_eq!(index.matching(101, &[7, 8], 1), vec![105]);
+        assert!(index.matching(i64::MAX, &[7], 10).is_empty());
+        assert!(index.matching(0, &[7], 0).is_empty());
+        assert!(TagIndex::new().matching(0, &[7], 10).is_empty());
+    }
+
+    #[test]
+    #[should_panic(expected = "strictly ascending")]
+    fn repeated_offset_is_a_bug() {
+        let mut index = TagIndex::new();
+        index.add(5, 1);
+        index.add(5, 2);
+    }
+}
