@@ -51,6 +51,8 @@ pub const KEYS_PER_OFFSET_MAX: u32 = 64;
 const FILE_ENTRIES_MAX: u64 = (u32::MAX as u64 + 1) * KEYS_PER_OFFSET_MAX as u64;
 /// Entries read per positioned read when scanning or checksumming a file (80 KiB).
 const READ_CHUNK_ENTRIES: usize = 4096;
+/// Entries read by a lookup's first read after its binary search (1.25 KiB).
+const LOOKUP_FIRST_READ_ENTRIES: usize = 64;
 
 /// FNV-1a, 64-bit (offset basis 0xcbf29ce484222325, prime 0x100000001b3). Written down so
 /// index files stay valid across builds and platforms; collisions only add candidates.
@@ -215,6 +217,14 @@ impl KeyIndex {
             .collect()
     }
 
+    /// Heap bytes held by the in-memory entries (a loaded file costs none), for the
+    /// partition log's memory accounting.
+    pub fn memory_bytes(&self) -> usize {
+        let entries: usize =
+            self.memory.runs.iter().map(Vec::capacity).sum::<usize>() + self.memory.tail.capacity();
+        entries * std::mem::size_of::<Entry>()
+    }
+
     /// Forgets every entry at or past `offset` (log truncation).
     pub fn truncate_from(&mut self, offset: i64) {
         let Some(base) = self.base_offset else {
@@ -243,10 +253,7 @@ impl KeyIndex {
         let base_offset = self.base_offset.unwrap_or(-1);
         write_index_file(path, MAGIC, ENTRY_LEN, base_offset, |sink| {
             let mut max_rel = 0u32;
-            let mut file_cursor = match &self.sealed {
-                Some(sealed) => Some(FileCursor::new(sealed)),
-                None => None,
-            };
+            let mut file_cursor = self.sealed.as_ref().map(FileCursor::new);
             let mut sorted_tail = self.memory.tail.clone();
             sorted_tail.sort_unstable_by_key(Entry::sort_key);
             let mut slices: Vec<&[Entry]> = self.memory.runs.iter().map(Vec::as_slice).collect();
@@ -327,10 +334,21 @@ impl KeyIndex {
 
 /// The in-memory entries: sorted runs (each sorted by (hash, relative offset), sizes
 /// decreasing geometrically so there are O(log n) of them) and an unsorted tail.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct MemoryEntries {
     runs: Vec<Vec<Entry>>,
     tail: Vec<Entry>,
+}
+
+/// Sizes only: an active index holds millions of entries, too many for a log line.
+impl std::fmt::Debug for MemoryEntries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let runs: Vec<usize> = self.runs.iter().map(Vec::len).collect();
+        f.debug_struct("MemoryEntries")
+            .field("runs", &runs)
+            .field("tail", &self.tail.len())
+            .finish()
+    }
 }
 
 impl MemoryEntries {
@@ -453,11 +471,15 @@ impl SealedFile {
             }
         }
         let mut out = Vec::new();
-        let mut buf = vec![0u8; READ_CHUNK_ENTRIES * ENTRY_LEN];
+        let mut buf = Vec::new();
+        // Most keys have a few entries: start with a small read and grow it.
+        let mut chunk_entries = LOOKUP_FIRST_READ_ENTRIES;
         let mut index = low;
         while index < self.count && out.len() < limit {
-            let n = (self.count - index).min(READ_CHUNK_ENTRIES as u64) as usize;
-            let chunk = &mut buf[..n * ENTRY_LEN];
+            let n = (self.count - index).min(chunk_entries as u64) as usize;
+            chunk_entries = (chunk_entries * 2).min(READ_CHUNK_ENTRIES);
+            buf.resize(n * ENTRY_LEN, 0);
+            let chunk = &mut buf[..];
             self.read_at(chunk, Self::entry_position(index))?;
             for bytes in chunk.chunks_exact(ENTRY_LEN) {
                 let entry = Entry::decode(bytes);
@@ -848,7 +870,8 @@ mod tests {
             index.write_to(&path).expect("write");
             let loaded = KeyIndex::load(&path).expect("load");
             check_all(&loaded, &model, keys, &mut rng);
-            prop_assert!(loaded.memory.runs.is_empty() && loaded.memory.tail.is_empty());
+            prop_assert_eq!(loaded.memory_bytes(), 0);
+            prop_assert!(index.memory_bytes() >= model.len() * ENTRY_LEN);
             prop_assert!(!path.with_extension("keyidx.tmp").exists());
         }
 

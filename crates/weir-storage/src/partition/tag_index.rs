@@ -35,7 +35,7 @@ struct Entry {
     hash: i32,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct TagIndex {
     /// Offset that relative offsets count from: the first offset added, or the file's.
     base_offset: Option<i64>,
@@ -43,6 +43,17 @@ pub struct TagIndex {
     entries: Vec<Entry>,
     /// Largest offset added, kept across truncation as a floor for the ordering check.
     last_offset: Option<i64>,
+}
+
+/// Sizes only: a tag index holds one entry per tagged record, too many for a log line.
+impl std::fmt::Debug for TagIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TagIndex")
+            .field("base_offset", &self.base_offset)
+            .field("entries", &self.entries.len())
+            .field("last_offset", &self.last_offset)
+            .finish()
+    }
 }
 
 impl TagIndex {
