@@ -875,10 +875,15 @@ mod tests {
             prop_assert!(!path.with_extension("keyidx.tmp").exists());
         }
 
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
         #[test]
         fn truncation_and_appends_after_reload(
             seed in any::<u64>(),
-            count in 1usize..9_000,
+            count in 1usize..6_000,
             keys in 1u64..20,
             cut_at in 0.0f64..1.2,
         ) {
@@ -899,7 +904,7 @@ mod tests {
             check_all(&in_memory, &model, keys, &mut rng);
 
             // The segment is active again: appends go after the cut, beside the file.
-            let more = generate(seed ^ 3, 5_000, cut.max(500), keys);
+            let more = generate(seed ^ 3, 4_500, cut.max(500), keys);
             for (key, offset, ts) in &more {
                 loaded.add(key, *offset, *ts);
                 in_memory.add(key, *offset, *ts);
