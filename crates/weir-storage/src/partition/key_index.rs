@@ -10,8 +10,11 @@
 //! # Memory
 //! The in-memory part is 20 bytes per entry: sorted runs merged like a binary counter plus
 //! an unsorted tail of at most [`TAIL_ENTRIES_MAX`], so a lookup binary-searches every run
-//! (O(log² n)) instead of scanning. A loaded index keeps only an open file handle: a lookup
-//! binary-searches the file with positioned reads, so sealed segments cost no heap.
+//! (O(log² n)) instead of scanning; merging two runs briefly holds both and their merge.
+//! A loaded index keeps only an open file handle (one descriptor per loaded index): a
+//! lookup binary-searches the file with positioned reads, so sealed segments cost no heap.
+//! Appends after a load (a truncated segment that became active again) go to memory, and
+//! entries of the file past a truncation point are ignored until the next `write_to`.
 //!
 //! # File layout (all integers big-endian)
 //! ```text
