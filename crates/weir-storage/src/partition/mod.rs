@@ -20,6 +20,24 @@ pub enum IndexError {
         position: u64,
         reason: &'static str,
     },
+    /// A segment read by compaction holds a batch that does not parse or check.
+    #[error("segment {path} has a corrupt batch at byte {position}: {source}")]
+    CorruptBatch {
+        path: PathBuf,
+        position: u64,
+        #[source]
+        source: crate::batch::BatchError,
+    },
+    /// A segment read by compaction holds a batch whose offsets go backwards.
+    #[error(
+        "segment {path}: batch at byte {position} has base offset {base_offset}, expected at least {expected_min}"
+    )]
+    BatchOutOfOrder {
+        path: PathBuf,
+        position: u64,
+        base_offset: i64,
+        expected_min: i64,
+    },
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,
