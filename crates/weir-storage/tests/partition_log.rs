@@ -1,6 +1,8 @@
 //! Partition log API: append/read, KIP-74, bounds, timestamps, retention, DeleteRecords,
 //! truncation, key and tag lookups, compaction with the stub.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap too
+
 #[path = "partition_support/mod.rs"]
 mod support;
 
@@ -12,7 +14,12 @@ const T0: i64 = 1_700_000_000_000;
 
 /// Appends `batches` batches of `per_batch` records (values of `value_len` bytes), the
 /// timestamp of batch i being T0 + i; returns every appended record.
-fn fill(log: &mut PartitionLog, batches: usize, per_batch: usize, value_len: usize) -> Vec<(i64, i64, Vec<u8>)> {
+fn fill(
+    log: &mut PartitionLog,
+    batches: usize,
+    per_batch: usize,
+    value_len: usize,
+) -> Vec<(i64, i64, Vec<u8>)> {
     let mut all = Vec::new();
     for i in 0..batches {
         let base = log.log_end_offset();
@@ -29,7 +36,11 @@ fn append_read_round_trip_across_segment_rolls() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = create(dir.path(), config(1024));
     let all = fill(&mut log, 40, 3, 60);
-    assert!(log.segment_count() > 5, "tiny segments rolled: {}", log.segment_count());
+    assert!(
+        log.segment_count() > 5,
+        "tiny segments rolled: {}",
+        log.segment_count()
+    );
     assert_eq!(log.log_end_offset(), 120);
     for max_bytes in [1, 300, 1 << 20] {
         assert_eq!(read_all(&log, 0, max_bytes), all, "max_bytes {max_bytes}");
@@ -86,17 +97,28 @@ fn upper_bound_and_offset_out_of_range() {
     let slice = log.read(0, 4, 1 << 20).unwrap().unwrap();
     assert_eq!(slice.last_offset, 3, "nothing at or past the upper bound");
     assert!(log.read(4, 4, 1 << 20).unwrap().is_none());
-    assert!(log.read(8, 100, 1 << 20).unwrap().is_none(), "log end: nothing yet");
+    assert!(
+        log.read(8, 100, 1 << 20).unwrap().is_none(),
+        "log end: nothing yet"
+    );
     // A batch straddling the bound is not served.
     assert!(log.read(4, 5, 1 << 20).unwrap().is_none());
     match log.read(9, 9, 1 << 20) {
-        Err(PartitionError::OffsetOutOfRange { offset: 9, log_start: 0, log_end: 8 }) => {}
+        Err(PartitionError::OffsetOutOfRange {
+            offset: 9,
+            log_start: 0,
+            log_end: 8,
+        }) => {}
         other => panic!("expected OffsetOutOfRange, got {other:?}"),
     }
     log.delete_records(4).unwrap();
     assert!(matches!(
         log.read(3, 8, 100),
-        Err(PartitionError::OffsetOutOfRange { offset: 3, log_start: 4, .. })
+        Err(PartitionError::OffsetOutOfRange {
+            offset: 3,
+            log_start: 4,
+            ..
+        })
     ));
 }
 
@@ -106,11 +128,17 @@ fn append_refuses_gaps_and_multiple_batches() {
     let mut log = create(dir.path(), config(1 << 20));
     assert!(matches!(
         log.append(&simple_batch(1, 1, T0, 1), T0),
-        Err(PartitionError::NotContiguous { expected: 0, got: 1 })
+        Err(PartitionError::NotContiguous {
+            expected: 0,
+            got: 1
+        })
     ));
     let mut two = simple_batch(0, 1, T0, 1);
     two.extend(simple_batch(1, 1, T0, 1));
-    assert!(matches!(log.append(&two, T0), Err(PartitionError::NotOneBatch { .. })));
+    assert!(matches!(
+        log.append(&two, T0),
+        Err(PartitionError::NotOneBatch { .. })
+    ));
     assert_eq!(log.log_end_offset(), 0);
 }
 
@@ -132,9 +160,18 @@ fn max_timestamp_is_the_first_record_with_the_largest_timestamp() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = create(dir.path(), config(1024));
     assert_eq!(log.max_timestamp(), None);
-    log.append(&batch_of(0, &[Rec::new(50, "a", "x"), Rec::new(90, "b", "y")]), T0).unwrap();
-    log.append(&batch_of(2, &[Rec::new(10, "a", "x"), Rec::new(90, "b", "y")]), T0).unwrap();
-    log.append(&batch_of(4, &[Rec::new(70, "a", "x")]), T0).unwrap();
+    log.append(
+        &batch_of(0, &[Rec::new(50, "a", "x"), Rec::new(90, "b", "y")]),
+        T0,
+    )
+    .unwrap();
+    log.append(
+        &batch_of(2, &[Rec::new(10, "a", "x"), Rec::new(90, "b", "y")]),
+        T0,
+    )
+    .unwrap();
+    log.append(&batch_of(4, &[Rec::new(70, "a", "x")]), T0)
+        .unwrap();
     assert_eq!(log.max_timestamp(), Some((1, 90)));
     log.flush().unwrap();
     drop(log);
@@ -188,13 +225,23 @@ fn retention_by_time_uses_the_segment_max_timestamp() {
     cfg.retention_ms = 100;
     let mut log = create(dir.path(), cfg);
     // First segment: one old record and one recent one; second: old only.
-    log.append(&batch_of(0, &[Rec::new(T0, "a", &"x".repeat(300))]), T0).unwrap();
-    log.append(&batch_of(1, &[Rec::new(T0 + 1000, "a", &"x".repeat(300))]), T0).unwrap();
-    log.append(&batch_of(2, &[Rec::new(T0, "a", &"x".repeat(900))]), T0).unwrap();
-    log.append(&batch_of(3, &[Rec::new(T0, "a", "x")]), T0).unwrap();
+    log.append(&batch_of(0, &[Rec::new(T0, "a", &"x".repeat(300))]), T0)
+        .unwrap();
+    log.append(
+        &batch_of(1, &[Rec::new(T0 + 1000, "a", &"x".repeat(300))]),
+        T0,
+    )
+    .unwrap();
+    log.append(&batch_of(2, &[Rec::new(T0, "a", &"x".repeat(900))]), T0)
+        .unwrap();
+    log.append(&batch_of(3, &[Rec::new(T0, "a", "x")]), T0)
+        .unwrap();
     assert_eq!(log.segment_count(), 3);
     let outcome = log.enforce_retention(T0 + 500).unwrap();
-    assert_eq!(outcome.segments_deleted, 0, "the oldest segment holds a recent record");
+    assert_eq!(
+        outcome.segments_deleted, 0,
+        "the oldest segment holds a recent record"
+    );
     let outcome = log.enforce_retention(T0 + 1101).unwrap();
     assert_eq!(outcome.segments_deleted, 2);
     assert_eq!(log.log_start_offset(), 3);
@@ -216,7 +263,10 @@ fn retention_by_size_keeps_at_least_retention_bytes() {
     // Policy compact only: size retention does not apply.
     let mut cfg = log.config().clone();
     cfg.retention_bytes = 0;
-    cfg.cleanup_policy = CleanupPolicy { delete: false, compact: true };
+    cfg.cleanup_policy = CleanupPolicy {
+        delete: false,
+        compact: true,
+    };
     log.set_config(cfg);
     again = log.enforce_retention(T0).unwrap();
     assert_eq!(again.segments_deleted, 0);
@@ -230,7 +280,10 @@ fn delete_records_advances_log_start_and_deletes_wholly_covered_segments() {
     let segments = log.segment_count();
     assert!(matches!(
         log.delete_records(61),
-        Err(PartitionError::DeleteBeyondHighWatermark { offset: 61, high_watermark: 60 })
+        Err(PartitionError::DeleteBeyondHighWatermark {
+            offset: 61,
+            high_watermark: 60
+        })
     ));
     // Mid-segment and mid-batch: the segment stays, reads below fail, reads at it work.
     assert_eq!(log.delete_records(3).unwrap(), 3);
@@ -285,12 +338,16 @@ fn find_by_key_confirms_keys_and_keys_header_words() {
         log.append(&batch_of(i, &[rec]), T0).unwrap();
     }
     assert!(log.segment_count() > 1);
-    assert_eq!(log.find_by_key(b"key1", None, 100).unwrap(), vec![1, 5, 9, 13, 17]);
+    assert_eq!(
+        log.find_by_key(b"key1", None, 100).unwrap(),
+        vec![1, 5, 9, 13, 17]
+    );
     assert_eq!(log.find_by_key(b"key1", None, 2).unwrap(), vec![1, 5]);
     assert_eq!(log.find_by_key(b"order-7", None, 100).unwrap(), vec![7]);
     assert_eq!(log.find_by_key(b"shared", None, 100).unwrap().len(), 20);
     assert_eq!(
-        log.find_by_key(b"key1", Some((T0 + 5, T0 + 13)), 100).unwrap(),
+        log.find_by_key(b"key1", Some((T0 + 5, T0 + 13)), 100)
+            .unwrap(),
         vec![5, 9, 13]
     );
     assert!(log.find_by_key(b"nope", None, 100).unwrap().is_empty());
@@ -298,7 +355,10 @@ fn find_by_key_confirms_keys_and_keys_header_words() {
     log.flush().unwrap();
     drop(log);
     let (log, _) = PartitionLog::open(dir.path(), config(1024), files(), T0).unwrap();
-    assert_eq!(log.find_by_key(b"key1", None, 100).unwrap(), vec![1, 5, 9, 13, 17]);
+    assert_eq!(
+        log.find_by_key(b"key1", None, 100).unwrap(),
+        vec![1, 5, 9, 13, 17]
+    );
 }
 
 #[test]
@@ -317,11 +377,12 @@ fn find_by_tags_matches_hashes_from_an_offset() {
     let b = tag_hash("TagB");
     let expected_a: Vec<i64> = (0..30).filter(|i| i % 3 == 0 && i % 5 != 0).collect();
     assert_eq!(log.find_by_tags(0, &[a], 100).unwrap(), expected_a);
-    let from_10: Vec<i64> = (10..30)
-        .filter(|i| i % 3 != 2 && i % 5 != 0)
-        .collect();
+    let from_10: Vec<i64> = (10..30).filter(|i| i % 3 != 2 && i % 5 != 0).collect();
     assert_eq!(log.find_by_tags(10, &[a, b], 100).unwrap(), from_10);
-    assert_eq!(log.find_by_tags(10, &[a, b], 3).unwrap(), from_10[..3].to_vec());
+    assert_eq!(
+        log.find_by_tags(10, &[a, b], 3).unwrap(),
+        from_10[..3].to_vec()
+    );
     log.delete_records(0).unwrap();
     drop(log);
     let (log, _) = PartitionLog::open(dir.path(), config(1024), files(), T0).unwrap();
@@ -332,13 +393,20 @@ fn find_by_tags_matches_hashes_from_an_offset() {
 fn compact_with_the_stub_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(1024);
-    cfg.cleanup_policy = CleanupPolicy { delete: false, compact: true };
+    cfg.cleanup_policy = CleanupPolicy {
+        delete: false,
+        compact: true,
+    };
     let mut log = create(dir.path(), cfg);
     let all = fill(&mut log, 20, 2, 80);
     let outcome = log.compact(T0).unwrap();
     assert_eq!(outcome.segments_rewritten, 0);
     assert_eq!(read_all(&log, 0, 1 << 20), all);
-    assert_eq!(log.recovery_point(), log.log_end_offset(), "compaction flushes its inputs");
+    assert_eq!(
+        log.recovery_point(),
+        log.log_end_offset(),
+        "compaction flushes its inputs"
+    );
 }
 
 #[test]

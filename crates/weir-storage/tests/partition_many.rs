@@ -1,6 +1,8 @@
 //! Many idle partitions: file descriptors stay under the cache's cap and memory stays small.
 //! Its own test binary, so the RSS it measures is its own.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap too
+
 #[path = "partition_support/mod.rs"]
 mod support;
 
@@ -42,8 +44,16 @@ fn ten_thousand_tiny_partitions_fit_in_bounded_fds_and_memory() {
         log.append(&simple_batch(0, 1, 1_000, 16), 1_000).unwrap();
         logs.push(log);
     }
-    assert!(files.open_count() <= FD_CAP, "{} cached", files.open_count());
-    assert!(open_fds() <= fds_before + FD_CAP + 8, "{} fds open", open_fds());
+    assert!(
+        files.open_count() <= FD_CAP,
+        "{} cached",
+        files.open_count()
+    );
+    assert!(
+        open_fds() <= fds_before + FD_CAP + 8,
+        "{} fds open",
+        open_fds()
+    );
     // Every partition still reads back through the bounded cache.
     for log in logs.iter().step_by(97) {
         let slice = log.read(0, 1, 1 << 20).unwrap().unwrap();
@@ -51,6 +61,12 @@ fn ten_thousand_tiny_partitions_fit_in_bounded_fds_and_memory() {
     }
     assert!(files.open_count() <= FD_CAP);
     let rss_mib = rss_kib() / 1024;
-    assert!(rss_mib <= 150, "RSS {rss_mib} MiB with {PARTITIONS} partitions");
-    eprintln!("{PARTITIONS} partitions: RSS {rss_mib} MiB, {} cached fds", files.open_count());
+    assert!(
+        rss_mib <= 150,
+        "RSS {rss_mib} MiB with {PARTITIONS} partitions"
+    );
+    eprintln!(
+        "{PARTITIONS} partitions: RSS {rss_mib} MiB, {} cached fds",
+        files.open_count()
+    );
 }

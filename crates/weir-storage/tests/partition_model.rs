@@ -1,5 +1,7 @@
 //! Randomized partition log tests against simple models (proptest reports failing cases).
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap too
+
 #[path = "partition_support/mod.rs"]
 mod support;
 

@@ -1,5 +1,7 @@
 //! Partition log recovery: torn tails, bit flips, damaged indexes, intact indexes.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns unwrap too
+
 #[path = "partition_support/mod.rs"]
 mod support;
 
@@ -37,8 +39,14 @@ fn torn_tail_at_every_position_recovers_the_previous_batches_exactly() {
         let copy = tempfile::tempdir().unwrap();
         copy_dir(dir.path(), copy.path());
         let copied = copy.path().join(path.file_name().unwrap());
-        std::fs::OpenOptions::new().write(true).open(&copied).unwrap().set_len(cut).unwrap();
-        let (log, recovery) = PartitionLog::open(copy.path(), config(1 << 20), files(), T0).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&copied)
+            .unwrap()
+            .set_len(cut)
+            .unwrap();
+        let (log, recovery) =
+            PartitionLog::open(copy.path(), config(1 << 20), files(), T0).unwrap();
         assert_eq!(log.log_end_offset(), 12, "cut at {cut}");
         assert_eq!(read_all(&log, 0, 1 << 20), flushed, "cut at {cut}");
         if cut > start {
@@ -94,7 +102,11 @@ fn corrupt_unflushed_batch_truncates_it_and_every_later_segment() {
 }
 
 fn flip(path: &std::path::Path, position: u64) {
-    let file = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
     let mut byte = [0u8];
     file.read_exact_at(&mut byte, position).unwrap();
     byte[0] ^= 0x10;
@@ -117,7 +129,11 @@ fn bit_flip_before_the_recovery_point_is_reported_not_truncated() {
     assert_eq!(recovery.truncated, None);
     assert_eq!(log.log_end_offset(), 20);
     match log.verify() {
-        Err(PartitionError::Corrupt { path: p, position: at, reason }) => {
+        Err(PartitionError::Corrupt {
+            path: p,
+            position: at,
+            reason,
+        }) => {
             assert_eq!((p, at), (path.clone(), position));
             assert!(reason.contains("CRC"), "{reason}");
         }
@@ -125,7 +141,10 @@ fn bit_flip_before_the_recovery_point_is_reported_not_truncated() {
     }
     // Batches before the damage still read.
     let slice = log.read(0, 10, 1 << 20).unwrap().unwrap();
-    assert_eq!(records_in(&slice.read_to_vec().unwrap()), all[..10].to_vec());
+    assert_eq!(
+        records_in(&slice.read_to_vec().unwrap()),
+        all[..10].to_vec()
+    );
     // Even with the indexes gone, open rebuilds them without cutting flushed data.
     for p in std::fs::read_dir(dir.path()).unwrap() {
         let p = p.unwrap().path();
@@ -150,13 +169,25 @@ fn deleted_or_garbled_indexes_are_rebuilt_with_the_same_answers() {
     let mut ts = 0i64;
     for i in 0..200i64 {
         ts = (ts * 7919 + 13) % 1000; // non-monotonic
-        log.append(&batch_of(i, &[Rec::new(T0 + ts, &format!("k{i}"), "v")]), T0)
-            .unwrap();
+        log.append(
+            &batch_of(i, &[Rec::new(T0 + ts, &format!("k{i}"), "v")]),
+            T0,
+        )
+        .unwrap();
     }
     log.flush().unwrap();
     let answers = |log: &PartitionLog| {
-        let reads: Vec<_> = (0..200).map(|o| log.read(o, 200, 500).unwrap().map(|s| (s.position, s.len, s.first_offset, s.last_offset))).collect();
-        let times: Vec<_> = (0..1000).step_by(37).map(|t| log.offset_for_timestamp(T0 + t).unwrap()).collect();
+        let reads: Vec<_> = (0..200)
+            .map(|o| {
+                log.read(o, 200, 500)
+                    .unwrap()
+                    .map(|s| (s.position, s.len, s.first_offset, s.last_offset))
+            })
+            .collect();
+        let times: Vec<_> = (0..1000)
+            .step_by(37)
+            .map(|t| log.offset_for_timestamp(T0 + t).unwrap())
+            .collect();
         (reads, times, log.max_timestamp())
     };
     let expected = answers(&log);
@@ -166,7 +197,10 @@ fn deleted_or_garbled_indexes_are_rebuilt_with_the_same_answers() {
     let mut index_files: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "index" || e == "timeindex"))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| e == "index" || e == "timeindex")
+        })
         .collect();
     index_files.sort();
     std::fs::remove_file(&index_files[0]).unwrap(); // segment 0 .index

@@ -70,7 +70,9 @@ impl Meta {
     pub fn read(dir: &Path) -> Result<Result<Self, MetaProblem>, PartitionError> {
         let path = dir.join(META_FILE);
         match std::fs::metadata(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Err(MetaProblem::Missing)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Err(MetaProblem::Missing));
+            }
             Err(source) => return Err(io("stat", &path, source)),
             Ok(m) if m.len() != META_LEN as u64 => return Ok(Err(MetaProblem::Damaged)),
             Ok(_) => {}
@@ -94,7 +96,12 @@ pub fn io(op: &'static str, path: &Path, source: std::io::Error) -> PartitionErr
 }
 
 /// tmp + fsync + rename + directory fsync.
-pub fn write_atomically(dir: &Path, tmp: &Path, path: &Path, bytes: &[u8]) -> Result<(), PartitionError> {
+pub fn write_atomically(
+    dir: &Path,
+    tmp: &Path,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(), PartitionError> {
     let mut file = File::create(tmp).map_err(|e| io("create", tmp, e))?;
     file.write_all(bytes).map_err(|e| io("write", tmp, e))?;
     file.sync_all().map_err(|e| io("fsync", tmp, e))?;

@@ -38,8 +38,8 @@ use crate::files::FileCache;
 use crate::message;
 
 use meta::{Meta, MetaProblem, io, sync_dir};
-use segment::{ScanEnd, SearchIndex, Segment, Walker, segment_files};
 pub use segment::{MAX_BATCH_BYTES, MAX_SEGMENT_BYTES};
+use segment::{ScanEnd, SearchIndex, Segment, Walker, segment_files};
 
 /// Why an index file could not be used; the caller rebuilds it from its segment.
 #[derive(Debug, thiserror::Error)]
@@ -118,7 +118,8 @@ impl Default for PartitionConfig {
 
 impl PartitionConfig {
     fn effective_segment_bytes(&self) -> u64 {
-        self.segment_bytes.clamp(MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES)
+        self.segment_bytes
+            .clamp(MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES)
     }
 }
 
@@ -240,7 +241,7 @@ impl PartitionLog {
         files: Arc<FileCache>,
     ) -> Result<Self, PartitionError> {
         std::fs::create_dir_all(dir).map_err(|e| io("create directory", dir, e))?;
-        if dir.join(meta::META_FILE).exists() || list_segments(dir)?.first().is_some() {
+        if dir.join(meta::META_FILE).exists() || !list_segments(dir)?.is_empty() {
             return Err(PartitionError::AlreadyExists {
                 path: dir.to_path_buf(),
             });
@@ -375,7 +376,9 @@ impl PartitionLog {
     }
 
     fn active(&self) -> &Segment {
-        self.segments.last().expect("a log always has an active segment")
+        self.segments
+            .last()
+            .expect("a log always has an active segment")
     }
 
     fn active_mut(&mut self) -> &mut Segment {
@@ -622,9 +625,8 @@ impl PartitionLog {
             if found.len() >= limit {
                 break;
             }
-            let skip_by_time = time_range_ms.is_some_and(|(from, _)| {
-                segment.max_timestamp.is_none_or(|(max, _)| max < from)
-            });
+            let skip_by_time = time_range_ms
+                .is_some_and(|(from, _)| segment.max_timestamp.is_none_or(|(max, _)| max < from));
             if segment.next_offset <= self.log_start_offset || skip_by_time {
                 continue;
             }
@@ -687,7 +689,12 @@ impl PartitionLog {
         let [_, _, key_path, tag_path, _] = segment_files(&self.dir, segment.base_offset);
         let loaded = if sealed {
             key_index::KeyIndex::load(&key_path)
-                .and_then(|keys| Ok(SearchIndex { keys, tags: tag_index::TagIndex::load(&tag_path)? }))
+                .and_then(|keys| {
+                    Ok(SearchIndex {
+                        keys,
+                        tags: tag_index::TagIndex::load(&tag_path)?,
+                    })
+                })
                 .ok()
         } else {
             None
@@ -784,7 +791,10 @@ impl PartitionLog {
         if count == 0 {
             return Ok(0);
         }
-        assert!(count < self.segments.len(), "the active segment is never removed");
+        assert!(
+            count < self.segments.len(),
+            "the active segment is never removed"
+        );
         let next_base = self.segments[count].base_offset;
         self.log_start_offset = self.log_start_offset.max(next_base);
         self.recovery_point = self.recovery_point.max(next_base);
@@ -861,7 +871,10 @@ impl PartitionLog {
             .iter()
             .position(|s| s.path == output.input)
         else {
-            return Err(refuse(format!("input {} is no sealed segment", output.input.display())));
+            return Err(refuse(format!(
+                "input {} is no sealed segment",
+                output.input.display()
+            )));
         };
         let old = &self.segments[index];
         if output.base_offset != old.base_offset {
@@ -946,12 +959,18 @@ impl PartitionLog {
             let mut rebuilt = Segment::new(&self.dir, active.base_offset, active.roll_base_ms);
             // Every byte kept was accepted before (by append or recovery): headers suffice.
             let (end, _) = rebuilt.scan(&file, 0, cut, i64::MAX, interval)?;
-            assert!(matches!(end, ScanEnd::Clean), "accepted data rescans cleanly");
+            assert!(
+                matches!(end, ScanEnd::Clean),
+                "accepted data rescans cleanly"
+            );
             rebuilt.flushed_size = cut;
             *self.active_mut() = rebuilt;
         }
         let active = self.active_mut();
-        assert!(new_end >= active.next_offset, "truncation never grows the log");
+        assert!(
+            new_end >= active.next_offset,
+            "truncation never grows the log"
+        );
         active.next_offset = new_end;
         active.index_persisted_size = None;
         active.search_persisted = false;
@@ -987,12 +1006,13 @@ impl PartitionLog {
                 write_synced(&time_path, &times)?;
             }
             let mut search_persisted = segment.search_persisted;
-            if i < sealed && !search_persisted {
-                if let Some(search) = segment.lock_search().as_ref() {
-                    search.keys.write_to(&key_path)?;
-                    search.tags.write_to(&tag_path)?;
-                    search_persisted = true;
-                }
+            if i < sealed
+                && !search_persisted
+                && let Some(search) = segment.lock_search().as_ref()
+            {
+                search.keys.write_to(&key_path)?;
+                search.tags.write_to(&tag_path)?;
+                search_persisted = true;
             }
             let segment = &mut self.segments[i];
             segment.flushed_size = segment.size;

@@ -152,7 +152,10 @@ pub struct Segment {
 pub enum ScanEnd {
     Clean,
     /// A torn or corrupt batch at `position` (past the recovery point).
-    Bad { position: u64, reason: String },
+    Bad {
+        position: u64,
+        reason: String,
+    },
 }
 
 impl Segment {
@@ -189,7 +192,12 @@ impl Segment {
     /// Accounts for a batch of `len` bytes appended at `self.size` (already in the file).
     /// Returns whether it raised the segment's max timestamp (the caller then fixes the
     /// offset of the max, which needs the records).
-    pub fn note_batch(&mut self, header: &BatchHeader, len: u64, index_interval_bytes: u32) -> bool {
+    pub fn note_batch(
+        &mut self,
+        header: &BatchHeader,
+        len: u64,
+        index_interval_bytes: u32,
+    ) -> bool {
         assert!(
             header.base_offset >= self.next_offset && header.base_offset >= self.base_offset,
             "batches of a segment ascend: {} after next offset {}",
@@ -259,7 +267,9 @@ impl Segment {
     }
 
     pub fn search_mut(&mut self) -> &mut Option<SearchIndex> {
-        self.search.get_mut().unwrap_or_else(PoisonError::into_inner)
+        self.search
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Walks the batches in `[from, file_len)`, accounting each. Batches whose last offset is
@@ -303,9 +313,15 @@ impl Segment {
                     header.base_offset, self.next_offset
                 ))
             } else if header.last_offset_delta < 0 {
-                Some(format!("negative lastOffsetDelta {}", header.last_offset_delta))
+                Some(format!(
+                    "negative lastOffsetDelta {}",
+                    header.last_offset_delta
+                ))
             } else if header.last_offset() - self.base_offset > i64::from(u32::MAX) {
-                Some(format!("offset {} too far from the segment base", header.last_offset()))
+                Some(format!(
+                    "offset {} too far from the segment base",
+                    header.last_offset()
+                ))
             } else {
                 None
             };
@@ -338,7 +354,11 @@ impl Segment {
         Ok((end, position - from))
     }
 
-    fn fix_max_offset(&mut self, walker: &mut Walker<'_>, position: u64) -> Result<(), PartitionError> {
+    fn fix_max_offset(
+        &mut self,
+        walker: &mut Walker<'_>,
+        position: u64,
+    ) -> Result<(), PartitionError> {
         let Ok(header) = walker.header_at(position)? else {
             return Ok(());
         };
@@ -348,7 +368,10 @@ impl Segment {
         // A batch whose records do not decode keeps its base offset as the offset of the max;
         // verify() reports the damage.
         if let Ok(records) = batch::decode_records(bytes) {
-            self.max_timestamp = Some((header.max_timestamp, offset_of_max_timestamp(&header, &records)));
+            self.max_timestamp = Some((
+                header.max_timestamp,
+                offset_of_max_timestamp(&header, &records),
+            ));
         }
         Ok(())
     }
@@ -443,19 +466,35 @@ impl Segment {
             return Err(damaged(&index_path, 0, "bad magic or version"));
         }
         if r.i64()? != self.base_offset {
-            return Err(damaged(&index_path, 8, "base offset does not match the file name"));
+            return Err(damaged(
+                &index_path,
+                8,
+                "base offset does not match the file name",
+            ));
         }
         let covered = r.u64()?;
         let next_offset = r.i64()?;
         let count = r.u32()? as usize;
         if covered > file_len || covered > MAX_SEGMENT_BYTES + MAX_BATCH_BYTES {
-            return Err(damaged(&index_path, 16, "covers more bytes than the data file holds"));
+            return Err(damaged(
+                &index_path,
+                16,
+                "covers more bytes than the data file holds",
+            ));
         }
         if next_offset < self.base_offset || next_offset - self.base_offset > i64::from(u32::MAX) {
-            return Err(damaged(&index_path, 24, "next offset out of the segment's range"));
+            return Err(damaged(
+                &index_path,
+                24,
+                "next offset out of the segment's range",
+            ));
         }
         if offsets.len() != OFFSET_INDEX_HEADER + count.saturating_mul(OFFSET_ENTRY) + CRC_LEN {
-            return Err(damaged(&index_path, 32, "entry count does not match the file length"));
+            return Err(damaged(
+                &index_path,
+                32,
+                "entry count does not match the file length",
+            ));
         }
         let mut offset_index = Vec::with_capacity(count);
         for _ in 0..count {
@@ -479,14 +518,22 @@ impl Segment {
             return Err(damaged(&time_path, 0, "bad magic or version"));
         }
         if t.i64()? != self.base_offset || t.u64()? != covered {
-            return Err(damaged(&time_path, 8, "does not describe the same data as the offset index"));
+            return Err(damaged(
+                &time_path,
+                8,
+                "does not describe the same data as the offset index",
+            ));
         }
         let has_max = t.u32()?;
         let max = t.i64()?;
         let max_offset = t.i64()?;
         let count = t.u32()? as usize;
         if times.len() != TIME_INDEX_HEADER + count.saturating_mul(TIME_ENTRY) + CRC_LEN {
-            return Err(damaged(&time_path, 44, "entry count does not match the file length"));
+            return Err(damaged(
+                &time_path,
+                44,
+                "entry count does not match the file length",
+            ));
         }
         let max_timestamp = match has_max {
             0 => None,
@@ -511,8 +558,7 @@ impl Segment {
         self.size = covered;
         self.next_offset = next_offset;
         self.max_timestamp = max_timestamp;
-        self.bytes_since_index =
-            covered - offset_index.last().map_or(0, |e| u64::from(e.position));
+        self.bytes_since_index = covered - offset_index.last().map_or(0, |e| u64::from(e.position));
         self.offset_index = offset_index;
         self.time_index = time_index;
         self.index_persisted_size = Some(covered);

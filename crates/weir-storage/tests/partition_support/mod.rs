@@ -1,5 +1,5 @@
 //! Helpers shared by the partition log API tests.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
 use std::path::Path;
 use std::sync::Arc;
@@ -28,7 +28,8 @@ impl Rec {
     }
 
     pub fn header(mut self, key: &str, value: &str) -> Self {
-        self.headers.push((key.to_string(), value.as_bytes().to_vec()));
+        self.headers
+            .push((key.to_string(), value.as_bytes().to_vec()));
         self
     }
 }
