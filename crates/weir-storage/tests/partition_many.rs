@@ -29,12 +29,7 @@ fn open_fds() -> usize {
 fn ten_thousand_tiny_partitions_fit_in_bounded_fds_and_memory() {
     // tmpfs when there is one: the test measures descriptors and memory, not the disk's
     // metadata speed (10,000 mkdirs on a shared disk take seconds).
-    let shm = std::path::Path::new("/dev/shm");
-    let root = if shm.is_dir() {
-        tempfile::tempdir_in(shm).unwrap()
-    } else {
-        tempfile::tempdir().unwrap()
-    };
+    let root = scratch_dir();
     let files = Arc::new(FileCache::new(FD_CAP));
     let fds_before = open_fds();
     let mut logs = Vec::with_capacity(PARTITIONS);

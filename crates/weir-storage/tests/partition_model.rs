@@ -58,7 +58,7 @@ proptest! {
 
     #[test]
     fn random_appends_truncates_and_reopens_match_a_model(ops in prop::collection::vec(op(), 1..40)) {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = scratch_dir();
         let cfg = config(1024);
         let mut log = create(dir.path(), cfg.clone());
         let mut model: Vec<(i64, i64, Vec<u8>)> = Vec::new();

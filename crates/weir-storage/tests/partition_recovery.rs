@@ -36,7 +36,7 @@ fn torn_tail_at_every_position_recovers_the_previous_batches_exactly() {
     let full_len = std::fs::metadata(&path).unwrap().len();
     let start = full_len - last.len() as u64;
     for cut in start..full_len {
-        let copy = tempfile::tempdir().unwrap();
+        let copy = scratch_dir();
         copy_dir(dir.path(), copy.path());
         let copied = copy.path().join(path.file_name().unwrap());
         std::fs::OpenOptions::new()
@@ -254,4 +254,38 @@ fn missing_meta_recovers_with_a_full_checked_scan() {
     assert_eq!(recovery.truncated, None);
     assert_eq!(read_all(&log, 0, 1 << 20), all);
     assert!(!dir.path().join("00000000000000000000.log.cleaned").exists());
+}
+
+#[test]
+fn torn_flushed_data_makes_open_fail_loudly_instead_of_truncating() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = create(dir.path(), config(1 << 20));
+    fill(&mut log, 6, 2, 40);
+    log.flush().unwrap();
+    drop(log);
+    let path = log_files(dir.path()).pop().unwrap();
+    let len = std::fs::metadata(&path).unwrap().len();
+    // Data below the recovery point went missing and the indexes are gone too: this is
+    // damage, not a crash, and open must say so rather than cut flushed records.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len - 5)
+        .unwrap();
+    for p in std::fs::read_dir(dir.path()).unwrap() {
+        let p = p.unwrap().path();
+        if p.extension().is_some_and(|e| e == "index") {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    match PartitionLog::open(dir.path(), config(1 << 20), files(), T0) {
+        Err(PartitionError::Corrupt { path: p, .. }) => assert_eq!(p, path),
+        other => panic!("expected Corrupt, got {:?}", other.map(|(_, r)| r)),
+    }
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        len - 5,
+        "nothing was cut"
+    );
 }

@@ -727,7 +727,14 @@ impl PartitionLog {
     /// Advances the log start offset to `offset` (at most the high watermark) and deletes
     /// segments wholly below it. Persisted before returning.
     pub fn delete_records(&mut self, offset: i64) -> Result<i64, PartitionError> {
-        if offset > self.high_watermark || offset < 0 {
+        if offset < 0 {
+            return Err(PartitionError::OffsetOutOfRange {
+                offset,
+                log_start: self.log_start_offset,
+                log_end: self.log_end_offset(),
+            });
+        }
+        if offset > self.high_watermark {
             return Err(PartitionError::DeleteBeyondHighWatermark {
                 offset,
                 high_watermark: self.high_watermark,

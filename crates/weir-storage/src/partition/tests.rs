@@ -236,3 +236,11 @@ fn appends_of_16k_batches_are_fast() {
     assert!(mib_per_s > 20.0, "append at {mib_per_s:.1} MiB/s");
     assert_eq!(log.log_end_offset(), count * 16);
 }
+
+#[test]
+fn a_partition_log_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<PartitionLog>();
+    assert_send_sync::<ReadSlice>();
+    assert_send_sync::<FileCache>();
+}
