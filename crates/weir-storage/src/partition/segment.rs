@@ -86,6 +86,8 @@ struct TimeEntry {
 pub struct SearchIndex {
     pub keys: KeyIndex,
     pub tags: TagIndex,
+    /// The key/tag files on disk describe this (sealed) segment's whole data.
+    pub persisted: bool,
 }
 
 impl SearchIndex {
@@ -141,8 +143,6 @@ pub struct Segment {
     pub index_persisted_size: Option<u64>,
     /// Key and tag index, `None` until first needed.
     pub search: Mutex<Option<SearchIndex>>,
-    /// The key/tag files describe this (sealed) segment's whole data.
-    pub search_persisted: bool,
     /// When this segment started receiving appends (for `segment_ms`).
     pub roll_base_ms: i64,
 }
@@ -172,7 +172,6 @@ impl Segment {
             flushed_size: 0,
             index_persisted_size: None,
             search: Mutex::new(None),
-            search_persisted: false,
             roll_base_ms,
         }
     }
