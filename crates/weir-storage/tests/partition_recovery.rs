@@ -289,3 +289,45 @@ fn torn_flushed_data_makes_open_fail_loudly_instead_of_truncating() {
         "nothing was cut"
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Whatever follows the flushed data (garbage, a header with absurd lengths or offsets),
+    /// open never panics, keeps every flushed batch and serves nothing of the garbage.
+    #[test]
+    fn garbage_after_the_recovery_point_is_cut_without_panics(
+        garbage in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..300),
+        header_like in proptest::prelude::any::<bool>(),
+        base in proptest::prelude::any::<i64>(),
+        length in proptest::prelude::any::<i32>(),
+    ) {
+        let dir = scratch_dir();
+        let mut log = create(dir.path(), config(1 << 20));
+        fill(&mut log, 3, 2, 30);
+        log.flush().unwrap();
+        let flushed = read_all(&log, 0, 1 << 20);
+        drop(log);
+        let path = log_files(dir.path()).pop().unwrap();
+        let mut tail = garbage.clone();
+        if header_like {
+            // A plausible header start: offset, length, epoch, magic 2.
+            let mut header = Vec::new();
+            header.extend_from_slice(&base.to_be_bytes());
+            header.extend_from_slice(&length.to_be_bytes());
+            header.extend_from_slice(&0i32.to_be_bytes());
+            header.push(2);
+            header.extend_from_slice(&garbage);
+            tail = header;
+        }
+        let file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        use std::io::Write;
+        (&file).write_all(&tail).unwrap();
+        drop(file);
+        let (log, recovery) = PartitionLog::open(dir.path(), config(1 << 20), files(), T0).unwrap();
+        proptest::prop_assert!(recovery.truncated.is_some());
+        proptest::prop_assert_eq!(log.log_end_offset(), 6);
+        proptest::prop_assert_eq!(read_all(&log, 0, 1 << 20), flushed);
+        log.verify().unwrap();
+    }
+}

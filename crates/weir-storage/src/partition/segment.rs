@@ -305,6 +305,7 @@ impl Segment {
                 Err(reason) => break ScanEnd::Bad { position, reason },
             };
             let len = header.total_len() as u64;
+            // Offsets were range-checked by the walker, so `last_offset()` cannot overflow.
             let trusted = header.last_offset() < verify_from_offset;
             let order_problem = if header.base_offset < self.next_offset {
                 Some(format!(
@@ -716,6 +717,19 @@ impl<'a> Walker<'a> {
             Ok(header) => header,
             Err(e) => return Ok(Err(e.to_string())),
         };
+        // Offsets must be such that `last_offset()` cannot overflow, whatever the disk says.
+        let offsets_sane = header.base_offset >= 0
+            && header.last_offset_delta >= 0
+            && header
+                .base_offset
+                .checked_add(i64::from(header.last_offset_delta))
+                .is_some();
+        if !offsets_sane {
+            return Ok(Err(format!(
+                "batch offsets out of range: base {}, lastOffsetDelta {}",
+                header.base_offset, header.last_offset_delta
+            )));
+        }
         let len = header.total_len() as u64;
         if len > MAX_BATCH_BYTES {
             return Ok(Err(format!(
