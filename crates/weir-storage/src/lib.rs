@@ -5,6 +5,8 @@
 //! - [`batch`]: the RecordBatch format — parse, validate, stamp offsets, build.
 //! - [`compression`]: the batch codecs (gzip, snappy, lz4, zstd), bounded.
 //! - [`message`]: how tags and lookup keys ride in record headers.
+//! - [`files`]: the bounded open-file cache every segment handle goes through.
+//! - [`partition`]: per-partition segment logs with their indexes, retention, compaction.
 //!
 //! # What it deliberately does not do
 //! No sockets, no async runtime, no wire protocol versions: front ends decode requests and
@@ -23,5 +25,6 @@
 
 pub mod batch;
 pub mod compression;
+pub mod files;
 pub mod message;
 pub mod partition;
