@@ -5,6 +5,7 @@
 //! - [`batch`]: the RecordBatch format — parse, validate, stamp offsets, build.
 //! - [`compression`]: the batch codecs (gzip, snappy, lz4, zstd), bounded.
 //! - [`message`]: how tags and lookup keys ride in record headers.
+//! - [`wal`]: the write-ahead log (the shard's Raft log): segments, group commit, recovery.
 //!
 //! # What it deliberately does not do
 //! No sockets, no async runtime, no wire protocol versions: front ends decode requests and
@@ -25,3 +26,4 @@ pub mod batch;
 pub mod compression;
 pub mod message;
 pub mod partition;
+pub mod wal;
