@@ -100,13 +100,23 @@ pub(super) struct Scanner<'f> {
     position: u64,
     end: u64,
     max_entry_bytes: u32,
+    /// Capacity reused across refills; only `buf[..buf_len]` holds file bytes.
     buf: Vec<u8>,
+    buf_len: usize,
     buf_start: u64,
 }
 
 impl<'f> Scanner<'f> {
     pub(super) fn new(file: &'f File, start: u64, end: u64, max_entry_bytes: u32) -> Self {
-        Scanner { file, position: start, end, max_entry_bytes, buf: Vec::new(), buf_start: start }
+        Scanner {
+            file,
+            position: start,
+            end,
+            max_entry_bytes,
+            buf: Vec::new(),
+            buf_len: 0,
+            buf_start: start,
+        }
     }
 
     /// Where the next entry starts (after an error: where the damaged entry starts).
@@ -123,46 +133,80 @@ impl<'f> Scanner<'f> {
         let available = self.end - position;
         let damaged = |damage| ScanError::Damaged { position, damage };
         if available < ENTRY_HEADER_LEN as u64 {
-            return Err(damaged(Damage::Truncated { needed: ENTRY_HEADER_LEN as u64, available }));
+            return Err(damaged(Damage::Truncated {
+                needed: ENTRY_HEADER_LEN as u64,
+                available,
+            }));
         }
-        let header = self.fill(position, ENTRY_HEADER_LEN).map_err(ScanError::Io)?;
+        let header = self
+            .fill(position, ENTRY_HEADER_LEN)
+            .map_err(ScanError::Io)?;
         let len = le_u32(header, 0);
         let stored = le_u32(header, 4);
         let term = le_u64(header, 8);
         let index = le_u64(header, 16);
         if len > self.max_entry_bytes {
-            return Err(damaged(Damage::TooLong { len, max: self.max_entry_bytes }));
+            return Err(damaged(Damage::TooLong {
+                len,
+                max: self.max_entry_bytes,
+            }));
         }
         let total = encoded_len(len as usize);
         if available < total {
-            return Err(damaged(Damage::Truncated { needed: total, available }));
+            return Err(damaged(Damage::Truncated {
+                needed: total,
+                available,
+            }));
         }
         // `total` <= ENTRY_HEADER_LEN + max_entry_bytes and <= the bytes in the file.
         let entry = self.fill(position, total as usize).map_err(ScanError::Io)?;
-        let payload = entry.get(ENTRY_HEADER_LEN..).expect("fill returned `total` bytes");
+        let payload = entry
+            .get(ENTRY_HEADER_LEN..)
+            .expect("fill returned `total` bytes");
         let computed = entry_crc(len, term, index, payload);
         if computed != stored {
             return Err(damaged(Damage::Checksum { stored, computed }));
         }
         self.position = position + total;
         let offset = (position - self.buf_start) as usize + ENTRY_HEADER_LEN;
-        let payload = self.buf.get(offset..offset + len as usize).expect("entry is in the buffer");
-        Ok(Some(Scanned { term, index, payload }))
+        let payload = self
+            .buf
+            .get(offset..offset + len as usize)
+            .expect("entry is in the buffer");
+        Ok(Some(Scanned {
+            term,
+            index,
+            payload,
+        }))
     }
 
     /// Makes the buffer hold `[position, position + n)`; `n` is within `end`.
     fn fill(&mut self, position: u64, n: usize) -> io::Result<&[u8]> {
-        let buf_end = self.buf_start + self.buf.len() as u64;
+        let buf_end = self.buf_start + self.buf_len as u64;
         if position < self.buf_start || position + n as u64 > buf_end {
             let remaining = usize::try_from(self.end - position).unwrap_or(usize::MAX);
             let want = n.max(SCAN_CHUNK_BYTES).min(remaining);
-            self.buf.clear();
-            self.buf.resize(want, 0);
-            self.file.read_exact_at(&mut self.buf, position)?;
+            if self.buf.len() < want {
+                // Grows only to max(chunk, one entry), both bounded; zeroed once, not per refill.
+                self.buf.resize(want, 0);
+            }
+            self.buf_len = 0;
+            let target = self
+                .buf
+                .get_mut(..want)
+                .expect("buffer was grown to `want`");
+            self.file.read_exact_at(target, position)?;
+            self.buf_len = want;
             self.buf_start = position;
         }
         let offset = (position - self.buf_start) as usize;
-        Ok(self.buf.get(offset..offset + n).expect("buffer covers the requested range"))
+        let filled = self
+            .buf
+            .get(..self.buf_len)
+            .expect("buf_len is within the buffer");
+        Ok(filled
+            .get(offset..offset + n)
+            .expect("buffer covers the requested range"))
     }
 }
 
@@ -187,11 +231,17 @@ mod tests {
         let file = file_with(&bytes);
         let mut scanner = Scanner::new(&file, 0, bytes.len() as u64, 1 << 20);
         let first = scanner.next_entry().unwrap().unwrap();
-        assert_eq!((first.term, first.index, first.payload), (1, 7, &b"hello"[..]));
+        assert_eq!(
+            (first.term, first.index, first.payload),
+            (1, 7, &b"hello"[..])
+        );
         let second = scanner.next_entry().unwrap().unwrap();
         assert_eq!((second.index, second.payload.len()), (8, 3000));
         match scanner.next_entry() {
-            Err(ScanError::Damaged { position, damage: Damage::Truncated { .. } }) => {
+            Err(ScanError::Damaged {
+                position,
+                damage: Damage::Truncated { .. },
+            }) => {
                 assert_eq!(position, whole)
             }
             other => panic!("expected a torn tail, got {other:?}"),
@@ -207,7 +257,13 @@ mod tests {
         let mut scanner = Scanner::new(&file, 0, bytes.len() as u64, 1024);
         assert!(matches!(
             scanner.next_entry(),
-            Err(ScanError::Damaged { position: 0, damage: Damage::TooLong { len: u32::MAX, max: 1024 } })
+            Err(ScanError::Damaged {
+                position: 0,
+                damage: Damage::TooLong {
+                    len: u32::MAX,
+                    max: 1024
+                }
+            })
         ));
     }
 
@@ -221,7 +277,10 @@ mod tests {
         let mut scanner = Scanner::new(&file, 0, bytes.len() as u64, 1024);
         assert!(matches!(
             scanner.next_entry(),
-            Err(ScanError::Damaged { damage: Damage::Checksum { .. }, .. })
+            Err(ScanError::Damaged {
+                damage: Damage::Checksum { .. },
+                ..
+            })
         ));
     }
 }

@@ -30,7 +30,10 @@ pub(super) const COMMITTED_FILE: &str = "committed.meta";
 pub(super) const PURGED_FILE: &str = "purged.meta";
 
 pub(super) fn encode(payload: &[u8]) -> Vec<u8> {
-    assert!(payload.len() <= MAX_META_PAYLOAD_BYTES, "metadata payload checked by caller");
+    assert!(
+        payload.len() <= MAX_META_PAYLOAD_BYTES,
+        "metadata payload checked by caller"
+    );
     let len = payload.len() as u32;
     let crc = crc32c::crc32c_append(crc32c::crc32c(&len.to_le_bytes()), payload);
     let mut out = Vec::with_capacity(META_HEADER_LEN + payload.len());
@@ -44,7 +47,11 @@ pub(super) fn encode(payload: &[u8]) -> Vec<u8> {
 /// Reads a metadata file: `None` if it does not exist.
 pub(super) fn read(dir: &Path, name: &str) -> Result<Option<Vec<u8>>, WalError> {
     let path = dir.join(name);
-    let io_err = |op, source| WalError::Io { op, path: path.clone(), source };
+    let io_err = |op, source| WalError::Io {
+        op,
+        path: path.clone(),
+        source,
+    };
     let file = match File::open(&path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -54,17 +61,26 @@ pub(super) fn read(dir: &Path, name: &str) -> Result<Option<Vec<u8>>, WalError> 
     file.take(MAX_META_FILE_BYTES as u64 + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| io_err("read metadata", e))?;
-    decode(&bytes).map(Some).map_err(|damage| corrupt(&path, damage))
+    decode(&bytes)
+        .map(Some)
+        .map_err(|damage| corrupt(&path, damage))
 }
 
 fn corrupt(path: &Path, damage: Damage) -> WalError {
-    WalError::Corrupt { path: PathBuf::from(path), position: 0, reason: damage }
+    WalError::Corrupt {
+        path: PathBuf::from(path),
+        position: 0,
+        reason: damage,
+    }
 }
 
 fn decode(bytes: &[u8]) -> Result<Vec<u8>, Damage> {
     let available = bytes.len() as u64;
     if bytes.len() < META_HEADER_LEN {
-        return Err(Damage::Truncated { needed: META_HEADER_LEN as u64, available });
+        return Err(Damage::Truncated {
+            needed: META_HEADER_LEN as u64,
+            available,
+        });
     }
     let magic = le_u32(bytes, 0);
     if magic != META_MAGIC {
@@ -74,7 +90,10 @@ fn decode(bytes: &[u8]) -> Result<Vec<u8>, Damage> {
     let stored = le_u32(bytes, 8);
     let payload = &bytes[META_HEADER_LEN..];
     if payload.len() as u64 != u64::from(len) {
-        return Err(Damage::MetaPayload { len: payload.len() as u64, expected: u64::from(len) });
+        return Err(Damage::MetaPayload {
+            len: payload.len() as u64,
+            expected: u64::from(len),
+        });
     }
     let computed = crc32c::crc32c_append(crc32c::crc32c(&len.to_le_bytes()), payload);
     if computed != stored {
@@ -90,13 +109,23 @@ pub(super) fn encode_log_id(id: Option<LogId>) -> Vec<u8> {
     }
 }
 
-pub(super) fn decode_log_id(dir: &Path, name: &str, payload: &[u8]) -> Result<Option<LogId>, WalError> {
+pub(super) fn decode_log_id(
+    dir: &Path,
+    name: &str,
+    payload: &[u8],
+) -> Result<Option<LogId>, WalError> {
     match payload.len() {
         0 => Ok(None),
-        16 => Ok(Some(LogId { term: le_u64(payload, 0), index: le_u64(payload, 8) })),
+        16 => Ok(Some(LogId {
+            term: le_u64(payload, 0),
+            index: le_u64(payload, 8),
+        })),
         len => Err(corrupt(
             &dir.join(name),
-            Damage::MetaPayload { len: len as u64, expected: 16 },
+            Damage::MetaPayload {
+                len: len as u64,
+                expected: 16,
+            },
         )),
     }
 }
@@ -113,6 +142,9 @@ mod tests {
         flipped[13] ^= 0x40;
         assert!(matches!(decode(&flipped), Err(Damage::Checksum { .. })));
         assert!(matches!(decode(&bytes[..5]), Err(Damage::Truncated { .. })));
-        assert!(matches!(decode(&bytes[..bytes.len() - 1]), Err(Damage::MetaPayload { .. })));
+        assert!(matches!(
+            decode(&bytes[..bytes.len() - 1]),
+            Err(Damage::MetaPayload { .. })
+        ));
     }
 }

@@ -150,7 +150,11 @@ pub enum WalError {
     #[error("the WAL is poisoned by an earlier failure: {reason}")]
     Poisoned { reason: String },
     #[error("{path} is corrupt at byte {position}: {reason}")]
-    Corrupt { path: PathBuf, position: u64, reason: Damage },
+    Corrupt {
+        path: PathBuf,
+        position: u64,
+        reason: Damage,
+    },
     #[error("entry index {got} does not continue the log at {expected}")]
     NotContiguous { expected: u64, got: u64 },
     #[error("entry {index} has {len} bytes, over the limit of {max}")]
@@ -197,11 +201,17 @@ impl Segment {
     /// Where to start scanning for `index`.
     fn scan_start(&self, index: u64) -> u64 {
         let after = self.sparse.partition_point(|&(i, _)| i <= index);
-        after.checked_sub(1).and_then(|k| self.sparse.get(k)).map_or(0, |&(_, pos)| pos)
+        after
+            .checked_sub(1)
+            .and_then(|k| self.sparse.get(k))
+            .map_or(0, |&(_, pos)| pos)
     }
 
     fn note_entry(&mut self, index: u64, position: u64) {
-        let due = self.sparse.last().is_none_or(|&(_, pos)| position >= pos + SPARSE_INDEX_INTERVAL_BYTES);
+        let due = self
+            .sparse
+            .last()
+            .is_none_or(|&(_, pos)| position >= pos + SPARSE_INDEX_INTERVAL_BYTES);
         if due {
             self.sparse.push((index, position));
         }
@@ -215,10 +225,10 @@ struct Log {
     last_purged: Option<LogId>,
     /// The last entry in the segments (not counting purged ones that were deleted).
     last: Option<LogId>,
-    vote: Option<Vec<u8>>,
-    committed: Option<LogId>,
     /// Reused encode buffer, so appends do not allocate once warm.
     write_buf: Vec<u8>,
+    /// Bumped by every truncation: lets a read done outside the lock detect one.
+    truncations: u64,
 }
 
 impl Log {
@@ -239,6 +249,11 @@ impl Log {
         };
         (first <= last.index).then_some(first)
     }
+}
+
+struct MetaState {
+    vote: Option<Vec<u8>>,
+    committed: Option<LogId>,
 }
 
 /// Group-commit state under the sync lock.
@@ -266,10 +281,12 @@ struct Inner {
     dir: PathBuf,
     config: WalConfig,
     /// Held for a whole fsync round, and by truncate/purge: they change which files exist.
-    /// Lock order: flush_lock, then log, then sync.
+    /// Lock order: flush_lock, then log, then sync; `meta` is taken with none of them.
     flush_lock: Mutex<()>,
     log: Mutex<Log>,
     sync: Mutex<SyncState>,
+    /// Vote and committed: their own lock, so their fsyncs never stall appends.
+    meta: Mutex<MetaState>,
     /// Waiters in `wait_synced` sleep here.
     synced_cv: Condvar,
     /// The flusher sleeps here.
@@ -281,7 +298,9 @@ struct Inner {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().expect("a thread panicked while holding a WAL lock")
+    mutex
+        .lock()
+        .expect("a thread panicked while holding a WAL lock")
 }
 
 /// The write-ahead log. `Send + Sync`; share it through an `Arc`.
@@ -292,12 +311,17 @@ pub struct Wal {
 
 impl std::fmt::Debug for Wal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Wal").field("dir", &self.inner.dir).finish_non_exhaustive()
+        f.debug_struct("Wal")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
     }
 }
 
 fn segment_path(dir: &Path, first_index: u64) -> PathBuf {
-    dir.join(format!("{first_index:0width$}.{SEGMENT_EXTENSION}", width = SEGMENT_NAME_DIGITS))
+    dir.join(format!(
+        "{first_index:0width$}.{SEGMENT_EXTENSION}",
+        width = SEGMENT_NAME_DIGITS
+    ))
 }
 
 fn parse_segment_name(name: &str) -> Option<u64> {
@@ -327,7 +351,11 @@ impl Wal {
             .map_err(io_error("open lock file", &lock_path))?;
         match lock_file.try_lock() {
             Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(WalError::Locked { path: dir.to_path_buf() }),
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(WalError::Locked {
+                    path: dir.to_path_buf(),
+                });
+            }
             Err(fs::TryLockError::Error(e)) => return Err(io_error("lock", &lock_path)(e)),
         }
         let inner = Inner {
@@ -338,9 +366,8 @@ impl Wal {
                 segments: Vec::new(),
                 last_purged: None,
                 last: None,
-                vote: None,
-                committed: None,
                 write_buf: Vec::new(),
+                truncations: 0,
             }),
             sync: Mutex::new(SyncState {
                 written: None,
@@ -351,6 +378,10 @@ impl Wal {
                 callbacks: Vec::new(),
                 poisoned: None,
                 shutdown: false,
+            }),
+            meta: Mutex::new(MetaState {
+                vote: None,
+                committed: None,
             }),
             synced_cv: Condvar::new(),
             flusher_cv: Condvar::new(),
@@ -365,7 +396,13 @@ impl Wal {
             .name("wal-flusher".into())
             .spawn(move || flusher_inner.run_flusher())
             .map_err(io_error("spawn flusher thread", dir))?;
-        Ok((Wal { inner, flusher: Some(flusher) }, recovery))
+        Ok((
+            Wal {
+                inner,
+                flusher: Some(flusher),
+            },
+            recovery,
+        ))
     }
 
     /// Writes entries (buffered write syscall, no fsync). Indexes must continue last+1 (or
@@ -399,7 +436,12 @@ impl Wal {
 
     /// Entries with indexes in `[from, to_exclusive)` that are still readable, stopping
     /// before `max_bytes` of payload, but at least one entry if any is in range.
-    pub fn read(&self, from: u64, to_exclusive: u64, max_bytes: u64) -> Result<Vec<Entry>, WalError> {
+    pub fn read(
+        &self,
+        from: u64,
+        to_exclusive: u64,
+        max_bytes: u64,
+    ) -> Result<Vec<Entry>, WalError> {
         self.inner.read(from, to_exclusive, max_bytes)
     }
 
@@ -433,27 +475,31 @@ impl Wal {
     /// Persists the Raft vote (opaque bytes, at most `MAX_META_PAYLOAD_BYTES`).
     pub fn save_vote(&self, vote: &[u8]) -> Result<(), WalError> {
         if vote.len() > MAX_META_PAYLOAD_BYTES {
-            return Err(WalError::VoteTooLarge { len: vote.len(), max: MAX_META_PAYLOAD_BYTES });
+            return Err(WalError::VoteTooLarge {
+                len: vote.len(),
+                max: MAX_META_PAYLOAD_BYTES,
+            });
         }
-        let mut log = lock(&self.inner.log);
+        let mut state = lock(&self.inner.meta);
         self.inner.write_meta(meta::VOTE_FILE, vote)?;
-        log.vote = Some(vote.to_vec());
+        state.vote = Some(vote.to_vec());
         Ok(())
     }
 
     pub fn read_vote(&self) -> Option<Vec<u8>> {
-        lock(&self.inner.log).vote.clone()
+        lock(&self.inner.meta).vote.clone()
     }
 
     pub fn save_committed(&self, committed: Option<LogId>) -> Result<(), WalError> {
-        let mut log = lock(&self.inner.log);
-        self.inner.write_meta(meta::COMMITTED_FILE, &meta::encode_log_id(committed))?;
-        log.committed = committed;
+        let mut state = lock(&self.inner.meta);
+        self.inner
+            .write_meta(meta::COMMITTED_FILE, &meta::encode_log_id(committed))?;
+        state.committed = committed;
         Ok(())
     }
 
     pub fn read_committed(&self) -> Option<LogId> {
-        lock(&self.inner.log).committed
+        lock(&self.inner.meta).committed
     }
 
     pub fn stats(&self) -> WalStats {
@@ -472,7 +518,12 @@ impl Wal {
         let log = lock(&self.inner.log);
         log.segments
             .iter()
-            .map(|s| (s.file.path.clone(), s.file.synced_len.load(Ordering::Acquire)))
+            .map(|s| {
+                (
+                    s.file.path.clone(),
+                    s.file.synced_len.load(Ordering::Acquire),
+                )
+            })
             .collect()
     }
 
@@ -510,7 +561,9 @@ impl Drop for Wal {
 impl Inner {
     fn check_poison(&self) -> Result<(), WalError> {
         match &lock(&self.sync).poisoned {
-            Some(reason) => Err(WalError::Poisoned { reason: reason.clone() }),
+            Some(reason) => Err(WalError::Poisoned {
+                reason: reason.clone(),
+            }),
             None => Ok(()),
         }
     }
@@ -536,11 +589,18 @@ impl Inner {
         } else {
             file.sync_data()
         };
-        result.map_err(|source| self.poison(WalError::Io { op, path: path.to_path_buf(), source }))
+        result.map_err(|source| {
+            self.poison(WalError::Io {
+                op,
+                path: path.to_path_buf(),
+                source,
+            })
+        })
     }
 
     fn fsync_dir(&self) -> Result<(), WalError> {
-        let dir = File::open(&self.dir).map_err(|e| self.poison(io_error("open directory", &self.dir)(e)))?;
+        let dir = File::open(&self.dir)
+            .map_err(|e| self.poison(io_error("open directory", &self.dir)(e)))?;
         self.fsync(&dir, &self.dir, "fsync directory")
     }
 
@@ -549,7 +609,8 @@ impl Inner {
         let path = self.dir.join(name);
         let tmp = self.dir.join(format!("{name}{TMP_SUFFIX}"));
         let file = File::create(&tmp).map_err(io_error("create metadata", &tmp))?;
-        file.write_all_at(&meta::encode(payload), 0).map_err(io_error("write metadata", &tmp))?;
+        file.write_all_at(&meta::encode(payload), 0)
+            .map_err(io_error("write metadata", &tmp))?;
         self.fsync(&file, &tmp, "fsync metadata")?;
         fs::rename(&tmp, &path).map_err(io_error("rename metadata", &path))?;
         self.fsync_dir()
@@ -565,8 +626,13 @@ impl Inner {
         let result = self.write_entries(log, entries, &mut buf);
         log.write_buf = buf;
         result?;
-        let last = entries.last().expect("check_append refused an empty append");
-        log.last = Some(LogId { term: last.term, index: last.index });
+        let last = entries
+            .last()
+            .expect("check_append refused an empty append");
+        log.last = Some(LogId {
+            term: last.term,
+            index: last.index,
+        });
         let bytes: u64 = entries.iter().map(|e| encoded_len(e.payload.len())).sum();
         let mut sync = lock(&self.sync);
         sync.written = Some(last_index);
@@ -591,7 +657,10 @@ impl Inner {
             if let Some(expected) = expected
                 && entry.index != expected
             {
-                return Err(WalError::NotContiguous { expected, got: entry.index });
+                return Err(WalError::NotContiguous {
+                    expected,
+                    got: entry.index,
+                });
             }
             if entry.payload.len() > self.config.max_entry_bytes as usize {
                 return Err(WalError::EntryTooLarge {
@@ -600,17 +669,30 @@ impl Inner {
                     max: self.config.max_entry_bytes,
                 });
             }
-            expected = Some(entry.index.checked_add(1).ok_or(WalError::IndexOverflow { index: entry.index })?);
+            expected = Some(
+                entry
+                    .index
+                    .checked_add(1)
+                    .ok_or(WalError::IndexOverflow { index: entry.index })?,
+            );
             last = Some(entry.index);
         }
         last.ok_or(WalError::EmptyAppend)
     }
 
-    fn write_entries(&self, log: &mut Log, entries: &[EntryRef<'_>], buf: &mut Vec<u8>) -> Result<(), WalError> {
+    fn write_entries(
+        &self,
+        log: &mut Log,
+        entries: &[EntryRef<'_>],
+        buf: &mut Vec<u8>,
+    ) -> Result<(), WalError> {
         for entry in entries {
             let needs_segment = match log.segments.last() {
                 None => true,
-                Some(active) => active.last.is_some() && active.len + buf.len() as u64 >= self.config.segment_bytes,
+                Some(active) => {
+                    active.last.is_some()
+                        && active.len + buf.len() as u64 >= self.config.segment_bytes
+                }
             };
             if needs_segment {
                 self.write_buffered(log, buf)?;
@@ -619,10 +701,16 @@ impl Inner {
             let active = log.segments.last_mut().expect("a segment was just ensured");
             let position = active.len + buf.len() as u64;
             if active.last.is_none() {
-                assert_eq!(active.first_index, entry.index, "a segment's name is its first entry's index");
+                assert_eq!(
+                    active.first_index, entry.index,
+                    "a segment's name is its first entry's index"
+                );
             }
             active.note_entry(entry.index, position);
-            active.last = Some(LogId { term: entry.term, index: entry.index });
+            active.last = Some(LogId {
+                term: entry.term,
+                index: entry.index,
+            });
             encode_entry(buf, entry.term, entry.index, entry.payload);
         }
         self.write_buffered(log, buf)
@@ -632,7 +720,10 @@ impl Inner {
         if buf.is_empty() {
             return Ok(());
         }
-        let active = log.segments.last_mut().expect("entries are only buffered for an active segment");
+        let active = log
+            .segments
+            .last_mut()
+            .expect("entries are only buffered for an active segment");
         // A failed write leaves an unknown tail in the file: fail-stop rather than append after it.
         active
             .file
@@ -649,7 +740,10 @@ impl Inner {
     fn roll(&self, log: &mut Log, first_index: u64) -> Result<(), WalError> {
         if let Some(active) = log.segments.last() {
             self.fsync(&active.file.file, &active.file.path, "fsync segment")?;
-            active.file.synced_len.fetch_max(active.len, Ordering::AcqRel);
+            active
+                .file
+                .synced_len
+                .fetch_max(active.len, Ordering::AcqRel);
         }
         let path = segment_path(&self.dir, first_index);
         let file = OpenOptions::new()
@@ -660,7 +754,11 @@ impl Inner {
             .map_err(|e| self.poison(io_error("create segment", &path)(e)))?;
         self.fsync_dir()?;
         log.segments.push(Segment {
-            file: Arc::new(SegmentFile { path, file, synced_len: AtomicU64::new(0) }),
+            file: Arc::new(SegmentFile {
+                path,
+                file,
+                synced_len: AtomicU64::new(0),
+            }),
             first_index,
             len: 0,
             last: None,
@@ -673,7 +771,9 @@ impl Inner {
         let mut sync = lock(&self.sync);
         loop {
             if let Some(reason) = &sync.poisoned {
-                return Err(WalError::Poisoned { reason: reason.clone() });
+                return Err(WalError::Poisoned {
+                    reason: reason.clone(),
+                });
             }
             if covers(sync.synced, index) {
                 return Ok(());
@@ -685,20 +785,28 @@ impl Inner {
                 sync.requested = Some(index);
                 self.flusher_cv.notify_one();
             }
-            sync = self.synced_cv.wait(sync).expect("a thread panicked while holding a WAL lock");
+            sync = self
+                .synced_cv
+                .wait(sync)
+                .expect("a thread panicked while holding a WAL lock");
         }
     }
 
     fn on_synced(&self, index: u64, done: SyncedCallback) {
         let mut sync = lock(&self.sync);
         let immediate = if let Some(reason) = &sync.poisoned {
-            Err(WalError::Poisoned { reason: reason.clone() })
+            Err(WalError::Poisoned {
+                reason: reason.clone(),
+            })
         } else if covers(sync.synced, index) {
             Ok(())
         } else if sync.shutdown {
             Err(WalError::Closed { index })
         } else if sync.callbacks.len() >= MAX_PENDING_CALLBACKS {
-            Err(WalError::TooManyCallbacks { pending: sync.callbacks.len(), max: MAX_PENDING_CALLBACKS })
+            Err(WalError::TooManyCallbacks {
+                pending: sync.callbacks.len(),
+                max: MAX_PENDING_CALLBACKS,
+            })
         } else {
             sync.callbacks.push((index, done));
             if !covers(sync.requested, index) {
@@ -729,13 +837,16 @@ impl Inner {
             } else {
                 let dirty = sync.written > sync.synced;
                 let demanded = sync.requested > sync.synced;
-                let over_bytes = sync.written_bytes - sync.synced_bytes >= self.config.async_flush_bytes;
+                let over_bytes =
+                    sync.written_bytes - sync.synced_bytes >= self.config.async_flush_bytes;
                 let due = last_flush.elapsed() >= interval;
                 if dirty && (demanded || over_bytes || due) {
                     return FlusherStep::Flush;
                 }
             }
-            let timeout = interval.saturating_sub(last_flush.elapsed()).max(Duration::from_millis(1));
+            let timeout = interval
+                .saturating_sub(last_flush.elapsed())
+                .max(Duration::from_millis(1));
             sync = self
                 .flusher_cv
                 .wait_timeout(sync, timeout)
@@ -756,7 +867,9 @@ impl Inner {
                 FlusherStep::Fail(callbacks, poisoned) => {
                     for (index, done) in callbacks {
                         done(Err(match &poisoned {
-                            Some(reason) => WalError::Poisoned { reason: reason.clone() },
+                            Some(reason) => WalError::Poisoned {
+                                reason: reason.clone(),
+                            },
                             None => WalError::Closed { index },
                         }));
                     }
@@ -794,8 +907,9 @@ impl Inner {
             sync.synced = max_opt(sync.synced, target);
             sync.synced_bytes = sync.synced_bytes.max(target_bytes);
             let synced = sync.synced;
-            let (covered, pending): (Vec<_>, Vec<_>) =
-                std::mem::take(&mut sync.callbacks).into_iter().partition(|(i, _)| covers(synced, *i));
+            let (covered, pending): (Vec<_>, Vec<_>) = std::mem::take(&mut sync.callbacks)
+                .into_iter()
+                .partition(|(i, _)| covers(synced, *i));
             sync.callbacks = pending;
             covered
         };
@@ -807,43 +921,80 @@ impl Inner {
         Ok(())
     }
 
+    /// Reads without holding the log lock (appends go on meanwhile): the plan pins the
+    /// segment files and lengths. Appends only add past the planned lengths and purges
+    /// only unlink files the plan holds open, so only a truncation can change planned
+    /// bytes; if one happened during the scan, the read is redone under the lock.
     fn read(&self, from: u64, to_exclusive: u64, max_bytes: u64) -> Result<Vec<Entry>, WalError> {
+        let plan = self.plan_read(&lock(&self.log), from, to_exclusive);
+        let result = plan
+            .as_ref()
+            .map_or(Ok(Vec::new()), |p| self.scan(p, max_bytes));
+        let Some(plan) = plan else { return result };
         let log = lock(&self.log);
-        let mut out = Vec::new();
-        let (Some(first), Some(last)) = (log.first_index(), log.last) else {
-            return Ok(out);
-        };
+        if log.truncations == plan.truncations {
+            return result;
+        }
+        match self.plan_read(&log, from, to_exclusive) {
+            Some(plan) => self.scan(&plan, max_bytes),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn plan_read(&self, log: &Log, from: u64, to_exclusive: u64) -> Option<ReadPlan> {
+        let first = log.first_index()?;
+        let last = log.last?;
         let lo = from.max(first);
         let hi = to_exclusive.min(last.index.saturating_add(1));
         if lo >= hi {
-            return Ok(out);
+            return None;
         }
+        let start_segment = log
+            .segments
+            .partition_point(|s| s.first_index <= lo)
+            .saturating_sub(1);
+        let segments = log
+            .segments
+            .iter()
+            .skip(start_segment)
+            .take_while(|s| s.first_index < hi)
+            .map(|s| (Arc::clone(&s.file), s.scan_start(lo), s.len))
+            .collect();
+        Some(ReadPlan {
+            lo,
+            hi,
+            segments,
+            truncations: log.truncations,
+        })
+    }
+
+    fn scan(&self, plan: &ReadPlan, max_bytes: u64) -> Result<Vec<Entry>, WalError> {
+        let mut out: Vec<Entry> = Vec::new();
         let mut bytes = 0u64;
-        let start_segment = log.segments.partition_point(|s| s.first_index <= lo).saturating_sub(1);
-        for segment in log.segments.iter().skip(start_segment) {
-            if segment.first_index >= hi {
-                break;
-            }
-            let mut scanner = Scanner::new(&segment.file.file, segment.scan_start(lo), segment.len, self.config.max_entry_bytes);
+        for (file, start, len) in &plan.segments {
+            let mut scanner = Scanner::new(&file.file, *start, *len, self.config.max_entry_bytes);
             loop {
                 let position = scanner.position();
                 let scanned = match scanner.next_entry() {
                     Ok(Some(scanned)) => scanned,
                     Ok(None) => break,
-                    Err(e) => return Err(scan_error(&segment.file.path, e)),
+                    Err(e) => return Err(scan_error(&file.path, e)),
                 };
-                if scanned.index < lo {
+                if scanned.index < plan.lo {
                     continue;
                 }
-                if scanned.index >= hi {
+                if scanned.index >= plan.hi {
                     return Ok(out);
                 }
-                let expected = out.last().map_or(lo, |e: &Entry| e.index + 1);
+                let expected = out.last().map_or(plan.lo, |e| e.index + 1);
                 if scanned.index != expected {
                     return Err(WalError::Corrupt {
-                        path: segment.file.path.clone(),
+                        path: file.path.clone(),
                         position,
-                        reason: Damage::IndexGap { expected, got: scanned.index },
+                        reason: Damage::IndexGap {
+                            expected,
+                            got: scanned.index,
+                        },
                     });
                 }
                 let len = scanned.payload.len() as u64;
@@ -851,7 +1002,11 @@ impl Inner {
                     return Ok(out);
                 }
                 bytes += len;
-                out.push(Entry { term: scanned.term, index: scanned.index, payload: scanned.payload.to_vec() });
+                out.push(Entry {
+                    term: scanned.term,
+                    index: scanned.index,
+                    payload: scanned.payload.to_vec(),
+                });
             }
         }
         Ok(out)
@@ -859,7 +1014,12 @@ impl Inner {
 
     /// Position and term of entry `index` in `segment`.
     fn locate(&self, segment: &Segment, index: u64) -> Result<(u64, u64), WalError> {
-        let mut scanner = Scanner::new(&segment.file.file, segment.scan_start(index), segment.len, self.config.max_entry_bytes);
+        let mut scanner = Scanner::new(
+            &segment.file.file,
+            segment.scan_start(index),
+            segment.len,
+            self.config.max_entry_bytes,
+        );
         loop {
             let position = scanner.position();
             match scanner.next_entry() {
@@ -869,7 +1029,10 @@ impl Inner {
                     return Err(WalError::Corrupt {
                         path: segment.file.path.clone(),
                         position,
-                        reason: Damage::IndexGap { expected: index, got: segment.last.map_or(0, |l| l.index) },
+                        reason: Damage::IndexGap {
+                            expected: index,
+                            got: segment.last.map_or(0, |l| l.index),
+                        },
                     });
                 }
                 Err(e) => return Err(scan_error(&segment.file.path, e)),
@@ -884,12 +1047,16 @@ impl Inner {
         if let Some(purged) = log.last_purged
             && index < purged.index
         {
-            return Err(WalError::TruncateBeforePurged { index, last_purged: purged.index });
+            return Err(WalError::TruncateBeforePurged {
+                index,
+                last_purged: purged.index,
+            });
         }
         let Some(last) = log.last else { return Ok(()) };
         if index >= last.index {
             return Ok(());
         }
+        log.truncations += 1;
         let mut deleted = false;
         while let Some(segment) = log.segments.last() {
             if segment.first_index <= index {
@@ -897,7 +1064,8 @@ impl Inner {
             }
             // Newest first, so a crash part-way leaves a contiguous prefix.
             let path = segment.file.path.clone();
-            fs::remove_file(&path).map_err(|e| self.poison(io_error("delete segment", &path)(e)))?;
+            fs::remove_file(&path)
+                .map_err(|e| self.poison(io_error("delete segment", &path)(e)))?;
             log.segments.pop();
             deleted = true;
         }
@@ -907,7 +1075,9 @@ impl Inner {
             let (cut, _) = self.locate(segment, index + 1)?;
             let (_, term) = self.locate(segment, index)?;
             let file = Arc::clone(&segment.file);
-            file.file.set_len(cut).map_err(|e| self.poison(io_error("truncate segment", &file.path)(e)))?;
+            file.file
+                .set_len(cut)
+                .map_err(|e| self.poison(io_error("truncate segment", &file.path)(e)))?;
             self.fsync(&file.file, &file.path, "fsync segment")?;
             file.synced_len.store(cut, Ordering::Release);
             let segment = log.segments.last_mut().expect("checked above");
@@ -947,7 +1117,10 @@ impl Inner {
             // the active segment is kept.
             let mut keep = 0;
             while keep + 1 < log.segments.len()
-                && log.segments.get(keep + 1).is_some_and(|next| next.first_index <= upto.index + 1)
+                && log
+                    .segments
+                    .get(keep + 1)
+                    .is_some_and(|next| next.first_index <= upto.index + 1)
             {
                 keep += 1;
             }
@@ -973,6 +1146,14 @@ impl Inner {
     }
 }
 
+/// What a read scans: `[lo, hi)` from these `(file, start position, length)` views.
+struct ReadPlan {
+    lo: u64,
+    hi: u64,
+    segments: Vec<(Arc<SegmentFile>, u64, u64)>,
+    truncations: u64,
+}
+
 enum FlusherStep {
     Flush,
     Fail(Vec<(u64, SyncedCallback)>, Option<String>),
@@ -981,10 +1162,16 @@ enum FlusherStep {
 
 fn scan_error(path: &Path, error: ScanError) -> WalError {
     match error {
-        ScanError::Io(source) => WalError::Io { op: "read segment", path: path.to_path_buf(), source },
-        ScanError::Damaged { position, damage } => {
-            WalError::Corrupt { path: path.to_path_buf(), position, reason: damage }
-        }
+        ScanError::Io(source) => WalError::Io {
+            op: "read segment",
+            path: path.to_path_buf(),
+            source,
+        },
+        ScanError::Damaged { position, damage } => WalError::Corrupt {
+            path: path.to_path_buf(),
+            position,
+            reason: damage,
+        },
     }
 }
 

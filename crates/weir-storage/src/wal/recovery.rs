@@ -13,8 +13,8 @@ use std::sync::atomic::AtomicU64;
 
 use super::entry::{Damage, ScanError, Scanner};
 use super::{
-    Inner, LogId, Segment, SegmentFile, TMP_SUFFIX, TruncatedTail, WalError, WalRecovery, io_error, lock, meta,
-    parse_segment_name, scan_error,
+    Inner, LogId, MetaState, Segment, SegmentFile, TMP_SUFFIX, TruncatedTail, WalError,
+    WalRecovery, io_error, lock, meta, parse_segment_name, scan_error,
 };
 
 impl Inner {
@@ -36,7 +36,10 @@ impl Inner {
         let mut changed_dir = false;
         if let Some(purged) = purged {
             let mut drop_count = 0;
-            while names.get(drop_count + 1).is_some_and(|&(next, _)| next <= purged.index.saturating_add(1)) {
+            while names
+                .get(drop_count + 1)
+                .is_some_and(|&(next, _)| next <= purged.index.saturating_add(1))
+            {
                 drop_count += 1;
             }
             for (_, path) in names.drain(..drop_count) {
@@ -58,7 +61,10 @@ impl Inner {
                         return Err(WalError::Corrupt {
                             path,
                             position: 0,
-                            reason: Damage::IndexGap { expected: p.index + 1, got: first_index },
+                            reason: Damage::IndexGap {
+                                expected: p.index + 1,
+                                got: first_index,
+                            },
                         });
                     }
                     _ => first_index,
@@ -68,7 +74,10 @@ impl Inner {
                 return Err(WalError::Corrupt {
                     path,
                     position: 0,
-                    reason: Damage::IndexGap { expected, got: first_index },
+                    reason: Damage::IndexGap {
+                        expected,
+                        got: first_index,
+                    },
                 });
             }
             let (segment, tail) = self.recover_segment(path, first_index, is_last)?;
@@ -82,7 +91,8 @@ impl Inner {
                 }
                 // An empty last segment (a roll cut short) is dropped; the next append
                 // creates it again.
-                fs::remove_file(&segment.file.path).map_err(io_error("delete empty segment", &segment.file.path))?;
+                fs::remove_file(&segment.file.path)
+                    .map_err(io_error("delete empty segment", &segment.file.path))?;
                 changed_dir = true;
                 truncated_tail = tail;
                 continue;
@@ -97,7 +107,8 @@ impl Inner {
         {
             // Everything left is purged: the log continues after last_purged.
             for segment in segments.drain(..) {
-                fs::remove_file(&segment.file.path).map_err(io_error("delete purged segment", &segment.file.path))?;
+                fs::remove_file(&segment.file.path)
+                    .map_err(io_error("delete purged segment", &segment.file.path))?;
             }
             changed_dir = true;
             last = None;
@@ -111,15 +122,17 @@ impl Inner {
             self.fsync_dir()?;
         }
         for segment in &segments {
-            segment.file.synced_len.store(segment.len, std::sync::atomic::Ordering::Release);
+            segment
+                .file
+                .synced_len
+                .store(segment.len, std::sync::atomic::Ordering::Release);
         }
 
+        *lock(&self.meta) = MetaState { vote, committed };
         let mut log = lock(&self.log);
         log.segments = segments;
         log.last_purged = purged;
         log.last = last;
-        log.vote = vote;
-        log.committed = committed;
         let recovery = WalRecovery {
             segments: log.segments.len(),
             first_index: log.first_index(),
@@ -140,7 +153,9 @@ impl Inner {
         for dir_entry in entries {
             let dir_entry = dir_entry.map_err(io_error("list directory", &self.dir))?;
             let path = dir_entry.path();
-            let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
             if name.ends_with(TMP_SUFFIX) {
                 // An atomic metadata write that never reached its rename.
                 fs::remove_file(&path).map_err(io_error("delete temporary file", &path))?;
@@ -157,10 +172,21 @@ impl Inner {
         first_index: u64,
         is_last: bool,
     ) -> Result<(Segment, Option<TruncatedTail>), WalError> {
-        let file = OpenOptions::new().read(true).write(true).open(&path).map_err(io_error("open segment", &path))?;
-        let file_len = file.metadata().map_err(io_error("stat segment", &path))?.len();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io_error("open segment", &path))?;
+        let file_len = file
+            .metadata()
+            .map_err(io_error("stat segment", &path))?
+            .len();
         let mut segment = Segment {
-            file: Arc::new(SegmentFile { path, file, synced_len: AtomicU64::new(0) }),
+            file: Arc::new(SegmentFile {
+                path,
+                file,
+                synced_len: AtomicU64::new(0),
+            }),
             first_index,
             len: 0,
             last: None,
@@ -176,10 +202,19 @@ impl Inner {
                     Ok(Some(scanned)) => {
                         let expected = segment.last.map_or(first_index, |l| l.index + 1);
                         if scanned.index != expected {
-                            break Some((position, Damage::IndexGap { expected, got: scanned.index }));
+                            break Some((
+                                position,
+                                Damage::IndexGap {
+                                    expected,
+                                    got: scanned.index,
+                                },
+                            ));
                         }
                         segment.note_entry(scanned.index, position);
-                        segment.last = Some(LogId { term: scanned.term, index: scanned.index });
+                        segment.last = Some(LogId {
+                            term: scanned.term,
+                            index: scanned.index,
+                        });
                         segment.len = scanner.position();
                     }
                     Err(ScanError::Damaged { position, damage }) => break Some((position, damage)),
@@ -192,11 +227,24 @@ impl Inner {
         };
         let path = segment.file.path.clone();
         if !is_last {
-            return Err(WalError::Corrupt { path, position, reason });
+            return Err(WalError::Corrupt {
+                path,
+                position,
+                reason,
+            });
         }
         tracing::warn!(path = %path.display(), position, %reason, "truncating the torn tail of the WAL");
-        segment.file.file.set_len(position).map_err(io_error("truncate torn tail", &path))?;
-        let tail = TruncatedTail { path, position, bytes_dropped: file_len - position, reason };
+        segment
+            .file
+            .file
+            .set_len(position)
+            .map_err(io_error("truncate torn tail", &path))?;
+        let tail = TruncatedTail {
+            path,
+            position,
+            bytes_dropped: file_len - position,
+            reason,
+        };
         Ok((segment, Some(tail)))
     }
 }

@@ -3,7 +3,11 @@ use proptest::prelude::*;
 use std::sync::mpsc;
 
 fn small_config() -> WalConfig {
-    WalConfig { segment_bytes: 256, async_flush_interval_ms: 10, ..WalConfig::default() }
+    WalConfig {
+        segment_bytes: 256,
+        async_flush_interval_ms: 10,
+        ..WalConfig::default()
+    }
 }
 
 fn payload_for(index: u64, len: usize) -> Vec<u8> {
@@ -15,7 +19,11 @@ fn append_range(wal: &Wal, term: u64, from: u64, count: u64, len: usize) {
     let refs: Vec<EntryRef<'_>> = payloads
         .iter()
         .zip(from..)
-        .map(|(p, index)| EntryRef { term, index, payload: p })
+        .map(|(p, index)| EntryRef {
+            term,
+            index,
+            payload: p,
+        })
         .collect();
     assert_eq!(wal.append(&refs).unwrap(), from + count - 1);
 }
@@ -27,22 +35,39 @@ fn segment_names_round_trip() {
     assert_eq!(parse_segment_name("00000000000000000005.wal"), Some(5));
     assert_eq!(parse_segment_name("5.wal"), None);
     assert_eq!(parse_segment_name("0000000000000000000x.wal"), None);
-    assert_eq!(parse_segment_name(&format!("{}.wal", u64::MAX)), Some(u64::MAX));
+    assert_eq!(
+        parse_segment_name(&format!("{}.wal", u64::MAX)),
+        Some(u64::MAX)
+    );
 }
 
 #[test]
 fn appends_read_back_across_segments_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let (wal, recovery) = Wal::open(dir.path(), small_config()).unwrap();
-    assert_eq!(recovery, WalRecovery { segments: 0, first_index: None, last: None, truncated_tail: None });
+    assert_eq!(
+        recovery,
+        WalRecovery {
+            segments: 0,
+            first_index: None,
+            last: None,
+            truncated_tail: None
+        }
+    );
     append_range(&wal, 1, 1, 40, 20);
     wal.sync().unwrap();
     let stats = wal.stats();
-    assert_eq!((stats.written_index, stats.synced_index), (Some(40), Some(40)));
+    assert_eq!(
+        (stats.written_index, stats.synced_index),
+        (Some(40), Some(40))
+    );
     assert!(wal.synced_lengths().len() > 3, "tiny segments roll");
     let all = wal.read(0, u64::MAX, u64::MAX).unwrap();
     assert_eq!(all.len(), 40);
-    assert!(all.iter().all(|e| e.payload == payload_for(e.index, 20) && e.term == 1));
+    assert!(
+        all.iter()
+            .all(|e| e.payload == payload_for(e.index, 20) && e.term == 1)
+    );
     // max_bytes bounds a read, but at least one entry comes back.
     assert_eq!(wal.read(5, 30, 1).unwrap().len(), 1);
     assert_eq!(wal.read(5, 30, 45).unwrap().len(), 2);
@@ -58,18 +83,51 @@ fn appends_read_back_across_segments_and_reopen() {
 #[test]
 fn refuses_gaps_oversized_and_empty_appends_without_writing() {
     let dir = tempfile::tempdir().unwrap();
-    let config = WalConfig { max_entry_bytes: 8, ..small_config() };
+    let config = WalConfig {
+        max_entry_bytes: 8,
+        ..small_config()
+    };
     let (wal, _) = Wal::open(dir.path(), config).unwrap();
-    assert_eq!(wal.append(&[EntryRef { term: 1, index: 10, payload: b"a" }]).unwrap(), 10);
+    assert_eq!(
+        wal.append(&[EntryRef {
+            term: 1,
+            index: 10,
+            payload: b"a"
+        }])
+        .unwrap(),
+        10
+    );
     assert!(matches!(
-        wal.append(&[EntryRef { term: 1, index: 12, payload: b"a" }]),
-        Err(WalError::NotContiguous { expected: 11, got: 12 })
+        wal.append(&[EntryRef {
+            term: 1,
+            index: 12,
+            payload: b"a"
+        }]),
+        Err(WalError::NotContiguous {
+            expected: 11,
+            got: 12
+        })
     ));
     let refused = [
-        EntryRef { term: 1, index: 11, payload: b"ok" },
-        EntryRef { term: 1, index: 12, payload: b"way too long" },
+        EntryRef {
+            term: 1,
+            index: 11,
+            payload: b"ok",
+        },
+        EntryRef {
+            term: 1,
+            index: 12,
+            payload: b"way too long",
+        },
     ];
-    assert!(matches!(wal.append(&refused), Err(WalError::EntryTooLarge { index: 12, len: 12, max: 8 })));
+    assert!(matches!(
+        wal.append(&refused),
+        Err(WalError::EntryTooLarge {
+            index: 12,
+            len: 12,
+            max: 8
+        })
+    ));
     assert!(matches!(wal.append(&[]), Err(WalError::EmptyAppend)));
     assert_eq!(wal.last_log_id(), Some(LogId { term: 1, index: 10 }));
     assert_eq!(wal.read(0, 100, 100).unwrap().len(), 1);
@@ -81,7 +139,8 @@ fn vote_and_committed_survive_reopen() {
     let (wal, _) = Wal::open(dir.path(), small_config()).unwrap();
     assert_eq!((wal.read_vote(), wal.read_committed()), (None, None));
     wal.save_vote(b"term=3 node=2").unwrap();
-    wal.save_committed(Some(LogId { term: 3, index: 17 })).unwrap();
+    wal.save_committed(Some(LogId { term: 3, index: 17 }))
+        .unwrap();
     assert!(matches!(
         wal.save_vote(&vec![0; MAX_META_PAYLOAD_BYTES + 1]),
         Err(WalError::VoteTooLarge { .. })
@@ -108,7 +167,11 @@ fn a_damaged_vote_file_is_reported() {
     bytes[last] ^= 1;
     fs::write(&path, bytes).unwrap();
     match Wal::open(dir.path(), small_config()) {
-        Err(WalError::Corrupt { path: p, reason: Damage::Checksum { .. }, .. }) => assert_eq!(p, path),
+        Err(WalError::Corrupt {
+            path: p,
+            reason: Damage::Checksum { .. },
+            ..
+        }) => assert_eq!(p, path),
         other => panic!("expected Corrupt, got {other:?}"),
     }
 }
@@ -117,7 +180,10 @@ fn a_damaged_vote_file_is_reported() {
 fn a_second_open_of_the_same_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (wal, _) = Wal::open(dir.path(), small_config()).unwrap();
-    assert!(matches!(Wal::open(dir.path(), small_config()), Err(WalError::Locked { .. })));
+    assert!(matches!(
+        Wal::open(dir.path(), small_config()),
+        Err(WalError::Locked { .. })
+    ));
     drop(wal);
     assert!(Wal::open(dir.path(), small_config()).is_ok());
 }
@@ -134,23 +200,39 @@ fn a_failed_fsync_poisons_everything_after_it() {
     wal.on_synced(4, Box::new(move |r| tx.send(r).unwrap()));
     let callback = rx.recv_timeout(Duration::from_secs(5)).unwrap();
     match callback {
-        Err(WalError::Poisoned { reason }) => assert!(reason.contains("injected fsync failure"), "{reason}"),
+        Err(WalError::Poisoned { reason }) => {
+            assert!(reason.contains("injected fsync failure"), "{reason}")
+        }
         other => panic!("expected Poisoned, got {other:?}"),
     }
     assert!(matches!(wal.wait_synced(4), Err(WalError::Poisoned { .. })));
     assert!(matches!(wal.wait_synced(1), Err(WalError::Poisoned { .. })));
     assert!(matches!(wal.sync(), Err(WalError::Poisoned { .. })));
-    let next = [EntryRef { term: 1, index: 5, payload: b"x" }];
+    let next = [EntryRef {
+        term: 1,
+        index: 5,
+        payload: b"x",
+    }];
     match wal.append(&next) {
         Err(WalError::Poisoned { reason }) => assert!(reason.contains("injected fsync failure")),
         other => panic!("expected Poisoned, got {other:?}"),
     }
-    assert!(matches!(wal.truncate_after(2), Err(WalError::Poisoned { .. })));
-    assert!(matches!(wal.save_vote(b"v"), Err(WalError::Poisoned { .. })));
+    assert!(matches!(
+        wal.truncate_after(2),
+        Err(WalError::Poisoned { .. })
+    ));
+    assert!(matches!(
+        wal.save_vote(b"v"),
+        Err(WalError::Poisoned { .. })
+    ));
     let (tx, rx) = mpsc::channel();
     wal.on_synced(1, Box::new(move |r| tx.send(r).unwrap()));
     assert!(matches!(rx.recv().unwrap(), Err(WalError::Poisoned { .. })));
-    assert_eq!(wal.stats().synced_index, Some(3), "the failed fsync never counts as synced");
+    assert_eq!(
+        wal.stats().synced_index,
+        Some(3),
+        "the failed fsync never counts as synced"
+    );
     assert!(wal.close().is_err());
 }
 
@@ -161,14 +243,24 @@ fn a_failed_roll_fsync_poisons_the_append() {
     append_range(&wal, 1, 1, 1, 300);
     wal.fail_next_fsync();
     let next = payload_for(2, 10);
-    let result = wal.append(&[EntryRef { term: 1, index: 2, payload: &next }]);
-    assert!(matches!(result, Err(WalError::Poisoned { .. })), "{result:?}");
+    let result = wal.append(&[EntryRef {
+        term: 1,
+        index: 2,
+        payload: &next,
+    }]);
+    assert!(
+        matches!(result, Err(WalError::Poisoned { .. })),
+        "{result:?}"
+    );
 }
 
 #[test]
 fn on_synced_fires_once_covered() {
     let dir = tempfile::tempdir().unwrap();
-    let config = WalConfig { async_flush_interval_ms: 60_000, ..WalConfig::default() };
+    let config = WalConfig {
+        async_flush_interval_ms: 60_000,
+        ..WalConfig::default()
+    };
     let (wal, _) = Wal::open(dir.path(), config).unwrap();
     let (tx, rx) = mpsc::channel();
     append_range(&wal, 1, 1, 2, 10);
@@ -184,7 +276,10 @@ fn on_synced_fires_once_covered() {
 #[test]
 fn async_data_is_flushed_by_interval_and_by_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    let config = WalConfig { async_flush_interval_ms: 20, ..WalConfig::default() };
+    let config = WalConfig {
+        async_flush_interval_ms: 20,
+        ..WalConfig::default()
+    };
     let (wal, _) = Wal::open(dir.path(), config).unwrap();
     append_range(&wal, 1, 1, 5, 10);
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -195,11 +290,19 @@ fn async_data_is_flushed_by_interval_and_by_bytes() {
     drop(wal);
 
     let dir = tempfile::tempdir().unwrap();
-    let config = WalConfig { async_flush_interval_ms: 600_000, async_flush_bytes: 1000, ..WalConfig::default() };
+    let config = WalConfig {
+        async_flush_interval_ms: 600_000,
+        async_flush_bytes: 1000,
+        ..WalConfig::default()
+    };
     let (wal, _) = Wal::open(dir.path(), config).unwrap();
     append_range(&wal, 1, 1, 1, 10);
     std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(wal.stats().synced_index, None, "below the byte bound and before the interval");
+    assert_eq!(
+        wal.stats().synced_index,
+        None,
+        "below the byte bound and before the interval"
+    );
     append_range(&wal, 1, 2, 1, 2000);
     let deadline = Instant::now() + Duration::from_secs(5);
     while wal.stats().synced_index != Some(2) {
@@ -217,13 +320,23 @@ fn truncate_and_purge_edges() {
     assert_eq!(wal.first_index(), Some(11));
     assert!(matches!(
         wal.truncate_after(5),
-        Err(WalError::TruncateBeforePurged { index: 5, last_purged: 10 })
+        Err(WalError::TruncateBeforePurged {
+            index: 5,
+            last_purged: 10
+        })
     ));
     wal.truncate_after(20).unwrap();
     assert_eq!(wal.last_log_id(), Some(LogId { term: 1, index: 20 }));
     assert!(matches!(
-        wal.append(&[EntryRef { term: 2, index: 22, payload: b"x" }]),
-        Err(WalError::NotContiguous { expected: 21, got: 22 })
+        wal.append(&[EntryRef {
+            term: 2,
+            index: 22,
+            payload: b"x"
+        }]),
+        Err(WalError::NotContiguous {
+            expected: 21,
+            got: 22
+        })
     ));
     // Purge beyond the last entry (a snapshot was installed): the log continues after it.
     wal.purge_up_to(LogId { term: 3, index: 50 }).unwrap();
@@ -237,7 +350,12 @@ fn truncate_and_purge_edges() {
     assert_eq!(recovery.first_index, Some(51));
     assert_eq!(recovery.last, Some(LogId { term: 3, index: 53 }));
     assert_eq!(wal.last_purged(), Some(LogId { term: 3, index: 50 }));
-    let indexes: Vec<u64> = wal.read(0, 100, u64::MAX).unwrap().iter().map(|e| e.index).collect();
+    let indexes: Vec<u64> = wal
+        .read(0, 100, u64::MAX)
+        .unwrap()
+        .iter()
+        .map(|e| e.index)
+        .collect();
     assert_eq!(indexes, vec![51, 52, 53]);
 }
 
@@ -271,7 +389,13 @@ struct Model {
 
 impl Model {
     fn last(&self) -> Option<LogId> {
-        self.entries.last().map(|e| LogId { term: e.term, index: e.index }).or(self.purged)
+        self.entries
+            .last()
+            .map(|e| LogId {
+                term: e.term,
+                index: e.index,
+            })
+            .or(self.purged)
     }
     fn next_index(&self) -> u64 {
         self.last().map_or(1, |l| l.index + 1)
@@ -282,10 +406,14 @@ fn check(wal: &Wal, model: &Model) -> Result<(), TestCaseError> {
     prop_assert_eq!(wal.last_log_id(), model.last());
     prop_assert_eq!(wal.last_purged(), model.purged);
     prop_assert_eq!(wal.first_index(), model.entries.first().map(|e| e.index));
-    let read = wal.read(0, u64::MAX, u64::MAX).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let read = wal
+        .read(0, u64::MAX, u64::MAX)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert_eq!(&read, &model.entries);
     if let Some(mid) = model.entries.get(model.entries.len() / 2) {
-        let tail = wal.read(mid.index, u64::MAX, u64::MAX).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let tail = wal
+            .read(mid.index, u64::MAX, u64::MAX)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(tail.first().map(|e| e.index), Some(mid.index));
     }
     Ok(())
@@ -354,4 +482,46 @@ proptest! {
             check(&wal, &model)?;
         }
     }
+}
+
+#[test]
+fn reads_racing_appends_and_truncations_never_mix_terms_or_tear() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(dir.path(), small_config()).unwrap();
+    let wal = std::sync::Arc::new(wal);
+    let tagged = |term: u64, index: u64| payload_for(index * 1000 + term, 30);
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (wal, stop) = (std::sync::Arc::clone(&wal), std::sync::Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut reads = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let entries = wal.read(0, u64::MAX, u64::MAX).unwrap();
+                for pair in entries.windows(2) {
+                    assert_eq!(pair[1].index, pair[0].index + 1);
+                    assert!(pair[1].term >= pair[0].term, "a read mixed a truncated tail in");
+                }
+                for e in &entries {
+                    assert_eq!(e.payload, tagged(e.term, e.index));
+                }
+                reads += 1;
+            }
+            reads
+        })
+    };
+    let mut next = 1u64;
+    for term in 1..=60u64 {
+        for _ in 0..15 {
+            let payload = tagged(term, next);
+            wal.append(&[EntryRef { term, index: next, payload: &payload }]).unwrap();
+            next += 1;
+        }
+        // Raft truncates a conflicting tail, then the new leader's term continues.
+        let keep = next - 1 - (term % 9);
+        wal.truncate_after(keep).unwrap();
+        next = keep + 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let reads = reader.join().unwrap();
+    assert!(reads > 0);
 }
