@@ -163,3 +163,27 @@ fn recovery_reads_in_large_chunks() {
     );
     assert!(elapsed.as_secs_f64() < 5.0, "recovery took {elapsed:?}");
 }
+
+#[test]
+fn a_checksummed_entry_out_of_order_in_the_last_segment_is_corrupt_not_torn() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = write_log(dir.path(), 10);
+    let last = paths.last().unwrap();
+    // Entry 9's bytes where entry 10 should be: valid checksum, wrong index.
+    let mut bytes = fs::read(last).unwrap();
+    let (first, second) = bytes.split_at_mut(ENTRY_LEN as usize);
+    second.copy_from_slice(first);
+    fs::write(last, &bytes).unwrap();
+    match Wal::open(dir.path(), config()) {
+        Err(WalError::Corrupt {
+            path,
+            position,
+            reason:
+                Damage::IndexGap {
+                    expected: 10,
+                    got: 9,
+                },
+        }) => assert_eq!((path, position), (last.clone(), ENTRY_LEN)),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}

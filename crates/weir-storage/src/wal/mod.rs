@@ -866,12 +866,15 @@ impl Inner {
                 }
                 FlusherStep::Fail(callbacks, poisoned) => {
                     for (index, done) in callbacks {
-                        done(Err(match &poisoned {
-                            Some(reason) => WalError::Poisoned {
-                                reason: reason.clone(),
-                            },
-                            None => WalError::Closed { index },
-                        }));
+                        deliver(
+                            done,
+                            Err(match &poisoned {
+                                Some(reason) => WalError::Poisoned {
+                                    reason: reason.clone(),
+                                },
+                                None => WalError::Closed { index },
+                            }),
+                        );
                     }
                 }
                 FlusherStep::Stop { final_flush } => {
@@ -880,7 +883,7 @@ impl Inner {
                     }
                     let callbacks = std::mem::take(&mut lock(&self.sync).callbacks);
                     for (index, done) in callbacks {
-                        done(Err(WalError::Closed { index }));
+                        deliver(done, Err(WalError::Closed { index }));
                     }
                     return;
                 }
@@ -916,7 +919,7 @@ impl Inner {
         drop(flush_guard);
         self.synced_cv.notify_all();
         for (_, done) in covered {
-            done(Ok(()));
+            deliver(done, Ok(()));
         }
         Ok(())
     }
@@ -1158,6 +1161,14 @@ enum FlusherStep {
     Flush,
     Fail(Vec<(u64, SyncedCallback)>, Option<String>),
     Stop { final_flush: bool },
+}
+
+/// Runs a callback on the flusher thread; a panicking callback must not kill the flusher
+/// (every later waiter would hang), so the panic is caught and logged.
+fn deliver(done: SyncedCallback, result: Result<(), WalError>) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| done(result))).is_err() {
+        tracing::error!("an on_synced callback panicked");
+    }
 }
 
 fn scan_error(path: &Path, error: ScanError) -> WalError {

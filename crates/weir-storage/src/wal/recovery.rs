@@ -226,7 +226,10 @@ impl Inner {
             return Ok((segment, None));
         };
         let path = segment.file.path.clone();
-        if !is_last {
+        // A checksummed entry with the wrong index is no torn write: it is damage (or a
+        // bug) even in the last segment, and cutting there could drop acknowledged entries.
+        let torn = is_last && !matches!(reason, Damage::IndexGap { .. });
+        if !torn {
             return Err(WalError::Corrupt {
                 path,
                 position,

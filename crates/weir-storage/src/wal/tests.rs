@@ -499,7 +499,10 @@ fn reads_racing_appends_and_truncations_never_mix_terms_or_tear() {
                 let entries = wal.read(0, u64::MAX, u64::MAX).unwrap();
                 for pair in entries.windows(2) {
                     assert_eq!(pair[1].index, pair[0].index + 1);
-                    assert!(pair[1].term >= pair[0].term, "a read mixed a truncated tail in");
+                    assert!(
+                        pair[1].term >= pair[0].term,
+                        "a read mixed a truncated tail in"
+                    );
                 }
                 for e in &entries {
                     assert_eq!(e.payload, tagged(e.term, e.index));
@@ -513,7 +516,12 @@ fn reads_racing_appends_and_truncations_never_mix_terms_or_tear() {
     for term in 1..=60u64 {
         for _ in 0..15 {
             let payload = tagged(term, next);
-            wal.append(&[EntryRef { term, index: next, payload: &payload }]).unwrap();
+            wal.append(&[EntryRef {
+                term,
+                index: next,
+                payload: &payload,
+            }])
+            .unwrap();
             next += 1;
         }
         // Raft truncates a conflicting tail, then the new leader's term continues.
@@ -524,4 +532,23 @@ fn reads_racing_appends_and_truncations_never_mix_terms_or_tear() {
     stop.store(true, Ordering::Relaxed);
     let reads = reader.join().unwrap();
     assert!(reads > 0);
+}
+
+#[test]
+fn the_wal_is_shareable_and_survives_a_panicking_callback() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Wal>();
+    let dir = tempfile::tempdir().unwrap();
+    // No timer flush: index 1 is certainly unsynced when the callback registers.
+    let config = WalConfig {
+        async_flush_interval_ms: 600_000,
+        ..WalConfig::default()
+    };
+    let (wal, _) = Wal::open(dir.path(), config).unwrap();
+    append_range(&wal, 1, 1, 1, 10);
+    wal.on_synced(1, Box::new(|_| panic!("a callback that panics")));
+    append_range(&wal, 1, 2, 1, 10);
+    // The flusher is still alive to sync index 2.
+    wal.wait_synced(2).unwrap();
+    wal.close().unwrap();
 }
