@@ -20,7 +20,9 @@ use std::os::unix::fs::FileExt;
 pub(super) const ENTRY_HEADER_LEN: usize = 24;
 /// Read granularity while scanning: large enough that recovery is one syscall per MiB,
 /// small enough to keep a scanner's memory flat (it grows only for a larger entry).
-const SCAN_CHUNK_BYTES: usize = 1 << 20;
+pub(super) const SCAN_CHUNK_BYTES: usize = 1 << 20;
+/// Smallest read chunk: a small read still fetches a few pages at once.
+pub(super) const MIN_CHUNK_BYTES: usize = 16 << 10;
 
 /// Why bytes on disk are not a valid entry or metadata record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -104,6 +106,7 @@ pub(super) struct Scanner<'f> {
     buf: Vec<u8>,
     buf_len: usize,
     buf_start: u64,
+    chunk_bytes: usize,
 }
 
 impl<'f> Scanner<'f> {
@@ -116,7 +119,15 @@ impl<'f> Scanner<'f> {
             buf: Vec::new(),
             buf_len: 0,
             buf_start: start,
+            chunk_bytes: SCAN_CHUNK_BYTES,
         }
+    }
+
+    /// Reads in chunks of `chunk_bytes` (clamped to `[MIN_CHUNK_BYTES, SCAN_CHUNK_BYTES]`):
+    /// a read of a few small entries need not fetch a whole MiB.
+    pub(super) fn with_chunk_bytes(mut self, chunk_bytes: usize) -> Self {
+        self.chunk_bytes = chunk_bytes.clamp(MIN_CHUNK_BYTES, SCAN_CHUNK_BYTES);
+        self
     }
 
     /// Where the next entry starts (after an error: where the damaged entry starts).
@@ -185,7 +196,7 @@ impl<'f> Scanner<'f> {
         let buf_end = self.buf_start + self.buf_len as u64;
         if position < self.buf_start || position + n as u64 > buf_end {
             let remaining = usize::try_from(self.end - position).unwrap_or(usize::MAX);
-            let want = n.max(SCAN_CHUNK_BYTES).min(remaining);
+            let want = n.max(self.chunk_bytes).min(remaining);
             if self.buf.len() < want {
                 // Grows only to max(chunk, one entry), both bounded; zeroed once, not per refill.
                 self.buf.resize(want, 0);

@@ -22,6 +22,14 @@
 //! - Truncation and purge hold `flush_lock`, so no fsync is in flight while they rewrite
 //!   which files exist and lower `synced`.
 //!
+//! # Files
+//! - `<20-digit first index>.wal`: entries back to back, each
+//!   `[len u32][crc32c u32][term u64][index u64][payload]` (little-endian; the CRC covers
+//!   len, term, index and payload). Named for its first entry; contiguous across files.
+//! - `vote.meta`, `committed.meta`, `purged.meta`: `[magic][len][crc32c][payload]`, replaced
+//!   by write-tmp, fsync, rename, fsync-directory. `*.tmp` leftovers are deleted on open.
+//! - `LOCK`: an advisory lock held while open.
+//!
 //! The flusher's interval timer is the only place a clock is read; it decides when to
 //! fsync buffered data, never what the log contains.
 
@@ -57,6 +65,9 @@ const SPARSE_INDEX_INTERVAL_BYTES: u64 = 64 << 10;
 /// Bound on registered `on_synced` callbacks: each stands for one append in flight, so
 /// more than this means the caller is not bounding its own pipeline.
 pub const MAX_PENDING_CALLBACKS: usize = 1 << 16;
+/// Largest encode buffer kept between appends: typical appends reuse it, one huge
+/// append does not pin its size forever.
+const WRITE_BUF_RETAIN_BYTES: usize = 8 << 20;
 /// Segment file name: 20 digits (every u64 fits) and this extension.
 const SEGMENT_EXTENSION: &str = "wal";
 const SEGMENT_NAME_DIGITS: usize = 20;
@@ -624,7 +635,10 @@ impl Inner {
         let mut buf = std::mem::take(&mut log.write_buf);
         buf.clear();
         let result = self.write_entries(log, entries, &mut buf);
-        log.write_buf = buf;
+        // Keep the buffer for the next append unless one huge append inflated it.
+        if buf.capacity() <= WRITE_BUF_RETAIN_BYTES {
+            log.write_buf = buf;
+        }
         result?;
         let last = entries
             .last()
@@ -975,7 +989,11 @@ impl Inner {
         let mut out: Vec<Entry> = Vec::new();
         let mut bytes = 0u64;
         for (file, start, len) in &plan.segments {
-            let mut scanner = Scanner::new(&file.file, *start, *len, self.config.max_entry_bytes);
+            // Bytes wanted plus the skip from the sparse point bound a useful chunk.
+            let chunk = usize::try_from(max_bytes.saturating_add(SPARSE_INDEX_INTERVAL_BYTES))
+                .unwrap_or(usize::MAX);
+            let mut scanner = Scanner::new(&file.file, *start, *len, self.config.max_entry_bytes)
+                .with_chunk_bytes(chunk);
             loop {
                 let position = scanner.position();
                 let scanned = match scanner.next_entry() {
