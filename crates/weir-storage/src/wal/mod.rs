@@ -857,6 +857,11 @@ impl Inner {
                 if dirty && (demanded || over_bytes || due) {
                     return FlusherStep::Flush;
                 }
+                // Truncate and purge can cover callbacks without an fsync of their own.
+                let synced = sync.synced;
+                if sync.callbacks.iter().any(|(i, _)| covers(synced, *i)) {
+                    return FlusherStep::Flush;
+                }
             }
             let timeout = interval
                 .saturating_sub(last_flush.elapsed())
@@ -912,7 +917,10 @@ impl Inner {
         let (target, target_bytes, active) = {
             let log = lock(&self.log);
             let sync = lock(&self.sync);
-            let active = log.segments.last().map(|s| (Arc::clone(&s.file), s.len));
+            // Nothing new since the last fsync: only callbacks to deliver.
+            let active = (sync.written > sync.synced)
+                .then(|| log.segments.last().map(|s| (Arc::clone(&s.file), s.len)))
+                .flatten();
             (sync.written, sync.written_bytes, active)
         };
         if let Some((file, len)) = &active {
@@ -1116,8 +1124,16 @@ impl Inner {
         }
         let mut sync = lock(&self.sync);
         sync.written = sync.written.map(|w| w.min(index));
-        sync.synced = sync.synced.map(|s| s.min(index));
+        sync.synced = if log.last.is_some() {
+            // The cut segment was just fsynced and earlier ones were sealed synced.
+            Some(index)
+        } else {
+            sync.synced.map(|s| s.min(index))
+        };
         sync.requested = sync.requested.map(|r| r.min(index));
+        drop(sync);
+        self.synced_cv.notify_all();
+        self.flusher_cv.notify_one();
         Ok(())
     }
 

@@ -552,3 +552,22 @@ fn the_wal_is_shareable_and_survives_a_panicking_callback() {
     wal.wait_synced(2).unwrap();
     wal.close().unwrap();
 }
+
+#[test]
+fn a_purge_past_pending_callbacks_releases_them() {
+    // The callback is released either by the flusher's fsync or by the purge covering
+    // index 3; either way it must fire with Ok and nothing may stay pending.
+    let dir = tempfile::tempdir().unwrap();
+    let config = WalConfig {
+        async_flush_interval_ms: 600_000,
+        ..WalConfig::default()
+    };
+    let (wal, _) = Wal::open(dir.path(), config).unwrap();
+    append_range(&wal, 1, 1, 3, 10);
+    let (tx, rx) = mpsc::channel();
+    wal.on_synced(3, Box::new(move |r| tx.send(r.is_ok()).unwrap()));
+    wal.purge_up_to(LogId { term: 1, index: 3 }).unwrap();
+    assert!(rx.recv_timeout(Duration::from_secs(5)).unwrap());
+    assert_eq!(wal.stats().synced_index, Some(3));
+    assert!(lock(&wal.inner.sync).callbacks.is_empty());
+}
