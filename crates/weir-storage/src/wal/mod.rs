@@ -352,7 +352,15 @@ impl Wal {
     /// Opens (creating if needed) the WAL in `dir` and recovers it.
     pub fn open(dir: &Path, config: WalConfig) -> Result<(Wal, WalRecovery), WalError> {
         assert!(config.segment_bytes > 0, "segment_bytes must be positive");
-        fs::create_dir_all(dir).map_err(io_error("create directory", dir))?;
+        if !dir.is_dir() {
+            fs::create_dir_all(dir).map_err(io_error("create directory", dir))?;
+            // The directory's own entry must be durable before files in it count.
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                File::open(parent)
+                    .and_then(|f| f.sync_all())
+                    .map_err(io_error("fsync parent directory", parent))?;
+            }
+        }
         let lock_path = dir.join(LOCK_FILE);
         let lock_file = OpenOptions::new()
             .create(true)

@@ -571,3 +571,13 @@ fn a_purge_past_pending_callbacks_releases_them() {
     assert_eq!(wal.stats().synced_index, Some(3));
     assert!(lock(&wal.inner.sync).callbacks.is_empty());
 }
+
+#[test]
+fn open_creates_a_missing_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let nested = dir.path().join("shard-0").join("wal");
+    let (wal, _) = Wal::open(&nested, small_config()).unwrap();
+    append_range(&wal, 1, 1, 2, 5);
+    wal.close().unwrap();
+    assert!(nested.join("00000000000000000001.wal").is_file());
+}
