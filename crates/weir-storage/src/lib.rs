@@ -7,6 +7,9 @@
 //! - [`message`]: how tags and lookup keys ride in record headers.
 //! - [`files`]: the bounded open-file cache every segment handle goes through.
 //! - [`partition`]: per-partition segment logs with their indexes, retention, compaction.
+//! - [`wal`]: the write-ahead log (the shard's Raft log): segments, group commit, recovery.
+//! - [`topic_config`]: per-topic settings under Kafka's names.
+//! - [`store`]: one WAL in front of many partition logs — the append path, replay, checkpoints.
 //!
 //! # What it deliberately does not do
 //! No sockets, no async runtime, no wire protocol versions: front ends decode requests and
@@ -28,3 +31,6 @@ pub mod compression;
 pub mod files;
 pub mod message;
 pub mod partition;
+pub mod store;
+pub mod topic_config;
+pub mod wal;
