@@ -627,7 +627,7 @@ impl Store {
             if policy.delete {
                 let outcome =
                     state.log.enforce_retention(now_ms).map_err(StoreError::partition(&partition.id))?;
-                report.segments_deleted += outcome.deleted_segments;
+                report.segments_deleted += outcome.segments_deleted;
             }
             if policy.compact {
                 let outcome =
@@ -783,7 +783,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
     move |source| StoreError::Io { op, path: path.to_path_buf(), source }
 }
 
