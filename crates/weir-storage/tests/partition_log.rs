@@ -390,23 +390,42 @@ fn find_by_tags_matches_hashes_from_an_offset() {
 }
 
 #[test]
-fn compact_with_the_stub_changes_nothing() {
+fn compact_keeps_the_last_record_per_key() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(1024);
     cfg.cleanup_policy = CleanupPolicy {
         delete: false,
         compact: true,
     };
-    let mut log = create(dir.path(), cfg);
-    let all = fill(&mut log, 20, 2, 80);
-    let outcome = log.compact(T0).unwrap();
-    assert_eq!(outcome.segments_rewritten, 0);
-    assert_eq!(read_all(&log, 0, 1 << 20), all);
-    assert_eq!(
-        log.recovery_point(),
-        log.log_end_offset(),
-        "compaction flushes its inputs"
-    );
+    let mut log = create(dir.path(), cfg.clone());
+    // 60 batches of one record over 5 keys: each key written 12 times, across many segments.
+    let mut latest = std::collections::BTreeMap::new();
+    for i in 0..60i64 {
+        let key = format!("key{}", i % 5);
+        let value = format!("v{i}");
+        log.append(&batch_of(i, &[Rec::new(T0 + i, &key, &value)]), T0)
+            .unwrap();
+        latest.insert(key, (i, value));
+    }
+    log.set_high_watermark(log.log_end_offset());
+    assert!(log.segment_count() > 3);
+    let outcome = log.compact(T0 + 1_000).unwrap();
+    assert!(outcome.segments_rewritten > 0, "{outcome:?}");
+    assert!(outcome.records_dropped > 0, "{outcome:?}");
+    let after = read_all(&log, 0, 1 << 20);
+    // Every latest value is still there at its own offset, and offsets only go up.
+    for (offset, value) in latest.values() {
+        assert!(
+            after.iter().any(|(o, _, v)| o == offset && v == value.as_bytes()),
+            "latest record at {offset} kept"
+        );
+    }
+    assert!(after.windows(2).all(|w| w[0].0 < w[1].0));
+    assert!(after.len() < 60, "superseded records were dropped");
+    assert_eq!(log.log_end_offset(), 60, "compaction never moves the log end");
+    drop(log);
+    let (reopened, _) = PartitionLog::open(dir.path(), cfg, files(), T0).unwrap();
+    assert_eq!(read_all(&reopened, 0, 1 << 20), after);
 }
 
 #[test]

@@ -371,6 +371,13 @@ impl PartitionLog {
             }
             segments.push(segment);
         }
+        // A sealed segment ends where the next begins: compaction may have emptied its tail
+        // (or all of it), and its contents alone would then understate its range.
+        for i in 1..segments.len() {
+            let next_base = segments[i].base_offset;
+            let previous = &mut segments[i - 1];
+            previous.next_offset = previous.next_offset.max(next_base);
+        }
         let Some(active) = segments.last_mut() else {
             unreachable!("at least one segment was listed or created");
         };
