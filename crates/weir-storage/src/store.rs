@@ -73,7 +73,10 @@ pub struct TopicPartition {
 
 impl TopicPartition {
     pub fn new(topic: impl Into<String>, partition: i32) -> Self {
-        Self { topic: topic.into(), partition }
+        Self {
+            topic: topic.into(),
+            partition,
+        }
     }
 }
 
@@ -118,15 +121,25 @@ pub enum StoreError {
     BadPartitionConfig { path: PathBuf, reason: String },
     #[error("WAL entry {index} is not a valid command: {reason}")]
     CorruptCommand { index: u64, reason: &'static str },
-    #[error("partition {partition}: WAL entry {index} starts at offset {base_offset} past the log end {log_end}")]
-    ReplayGap { partition: TopicPartition, index: u64, base_offset: i64, log_end: i64 },
+    #[error(
+        "partition {partition}: WAL entry {index} starts at offset {base_offset} past the log end {log_end}"
+    )]
+    ReplayGap {
+        partition: TopicPartition,
+        index: u64,
+        base_offset: i64,
+        log_end: i64,
+    },
     #[error("the store has failed and takes no more writes: {reason}")]
     Failed { reason: String },
 }
 
 impl StoreError {
     fn partition(partition: &TopicPartition) -> impl FnOnce(PartitionError) -> StoreError + '_ {
-        move |source| StoreError::Partition { partition: partition.clone(), source }
+        move |source| StoreError::Partition {
+            partition: partition.clone(),
+            source,
+        }
     }
 }
 
@@ -236,14 +249,19 @@ impl Store {
                 PartitionLog::open(&path, topic_config.partition.clone(), files.clone(), now_ms)
                     .map_err(StoreError::partition(&id))?;
             if let Some((file, position, reason)) = &recovery.truncated {
-                report.truncated.push(format!("{}@{position}: {reason}", file.display()));
+                report
+                    .truncated
+                    .push(format!("{}@{position}: {reason}", file.display()));
             }
             report.indexes_rebuilt += recovery.rebuilt_indexes;
             report.partition_bytes_scanned += recovery.scanned_bytes;
             let partition = Partition {
                 id: id.clone(),
                 incarnation,
-                state: Mutex::new(PartitionState { log, config: topic_config }),
+                state: Mutex::new(PartitionState {
+                    log,
+                    config: topic_config,
+                }),
             };
             partitions.insert(id, Arc::new(partition));
         }
@@ -274,7 +292,9 @@ impl Store {
         let mut next = first;
         while next <= last.index {
             let entries = self.wal.read(next, last.index + 1, REPLAY_CHUNK_BYTES)?;
-            let Some(last_read) = entries.last().map(|e| e.index) else { break };
+            let Some(last_read) = entries.last().map(|e| e.index) else {
+                break;
+            };
             for entry in entries {
                 if self.replay_entry(entry.index, &entry.payload, now_ms)? {
                     report.wal_entries_replayed += 1;
@@ -296,8 +316,16 @@ impl Store {
             .map_err(|reason| StoreError::CorruptCommand { index, reason })?;
         let (id, incarnation) = match &command {
             Command::CreatePartition { .. } => return Ok(false),
-            Command::Append { partition, incarnation, .. }
-            | Command::DeleteRecords { partition, incarnation, .. } => (partition, *incarnation),
+            Command::Append {
+                partition,
+                incarnation,
+                ..
+            }
+            | Command::DeleteRecords {
+                partition,
+                incarnation,
+                ..
+            } => (partition, *incarnation),
         };
         let Some(partition) = self.partition_if(id, incarnation) else {
             return Ok(false);
@@ -321,7 +349,10 @@ impl Store {
                             log_end,
                         });
                     }
-                    state.log.append(bytes, now_ms).map_err(StoreError::partition(&partition.id))?;
+                    state
+                        .log
+                        .append(bytes, now_ms)
+                        .map_err(StoreError::partition(&partition.id))?;
                     applied = true;
                 }
                 let end = state.log.log_end_offset();
@@ -332,7 +363,10 @@ impl Store {
                 if offset <= state.log.log_start_offset() {
                     return Ok(false);
                 }
-                state.log.delete_records(offset).map_err(StoreError::partition(&partition.id))?;
+                state
+                    .log
+                    .delete_records(offset)
+                    .map_err(StoreError::partition(&partition.id))?;
                 Ok(true)
             }
             Command::CreatePartition { .. } => Ok(false),
@@ -341,12 +375,18 @@ impl Store {
 
     fn partition_if(&self, id: &TopicPartition, incarnation: u64) -> Option<Arc<Partition>> {
         let partitions = self.partitions.read().unwrap_or_else(|e| e.into_inner());
-        partitions.get(id).filter(|p| p.incarnation == incarnation).cloned()
+        partitions
+            .get(id)
+            .filter(|p| p.incarnation == incarnation)
+            .cloned()
     }
 
     fn partition(&self, id: &TopicPartition) -> Result<Arc<Partition>, StoreError> {
         let partitions = self.partitions.read().unwrap_or_else(|e| e.into_inner());
-        partitions.get(id).cloned().ok_or_else(|| StoreError::UnknownPartition(id.clone()))
+        partitions
+            .get(id)
+            .cloned()
+            .ok_or_else(|| StoreError::UnknownPartition(id.clone()))
     }
 
     pub fn dir(&self) -> &Path {
@@ -381,11 +421,19 @@ impl Store {
             return Err(StoreError::InvalidPartitionNumber(id.partition));
         }
         let mut writer = self.writable_writer()?;
-        if self.partitions.read().unwrap_or_else(|e| e.into_inner()).contains_key(id) {
+        if self
+            .partitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(id)
+        {
             return Err(StoreError::PartitionExists(id.clone()));
         }
         let incarnation = writer.next_index;
-        let payload = Command::CreatePartition { partition: id.clone() }.encode();
+        let payload = Command::CreatePartition {
+            partition: id.clone(),
+        }
+        .encode();
         self.append_wal(&mut writer, &payload)?;
         let dir = self.partition_dir(id);
         if dir.exists() {
@@ -410,7 +458,11 @@ impl Store {
     /// Deletes a partition and its data.
     pub fn delete_partition(&self, id: &TopicPartition) -> Result<(), StoreError> {
         let _writer = self.writable_writer()?;
-        let removed = self.partitions.write().unwrap_or_else(|e| e.into_inner()).remove(id);
+        let removed = self
+            .partitions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
         let Some(partition) = removed else {
             return Err(StoreError::UnknownPartition(id.clone()));
         };
@@ -456,7 +508,10 @@ impl Store {
         let partition = self.partition(id)?;
         let max_message_bytes = lock(&partition.state).config.max_message_bytes;
         let batches = batch::validate_batches(records, self.config.max_decompressed_bytes)?;
-        if let Some(big) = batches.iter().find(|b| b.range.len() > max_message_bytes as usize) {
+        if let Some(big) = batches
+            .iter()
+            .find(|b| b.range.len() > max_message_bytes as usize)
+        {
             return Err(StoreError::MessageTooLarge {
                 size: big.range.len(),
                 max: max_message_bytes,
@@ -485,11 +540,17 @@ impl Store {
                 // rather than number later appends on top of a hole. Recovery replays it.
                 let reason = format!("applying WAL entry {wal_index} to {id}: {source}");
                 writer.failed = Some(reason);
-                return Err(StoreError::Partition { partition: id.clone(), source });
+                return Err(StoreError::Partition {
+                    partition: id.clone(),
+                    source,
+                });
             }
         }
         let log_end = state.log.log_end_offset();
-        assert_eq!(log_end, next_offset, "partition log end follows the stamped offsets");
+        assert_eq!(
+            log_end, next_offset,
+            "partition log end follows the stamped offsets"
+        );
         state.log.set_high_watermark(log_end);
         Ok(Appended {
             base_offset,
@@ -546,7 +607,10 @@ impl Store {
         let partition = self.partition(id)?;
         let state = lock(&partition.state);
         let upper_bound = state.log.high_watermark();
-        state.log.read(offset, upper_bound, max_bytes).map_err(StoreError::partition(id))
+        state
+            .log
+            .read(offset, upper_bound, max_bytes)
+            .map_err(StoreError::partition(id))
     }
 
     pub fn offsets(&self, id: &TopicPartition) -> Result<PartitionOffsets, StoreError> {
@@ -567,7 +631,10 @@ impl Store {
     ) -> Result<Option<(i64, i64)>, StoreError> {
         let partition = self.partition(id)?;
         let state = lock(&partition.state);
-        state.log.offset_for_timestamp(timestamp_ms).map_err(StoreError::partition(id))
+        state
+            .log
+            .offset_for_timestamp(timestamp_ms)
+            .map_err(StoreError::partition(id))
     }
 
     /// Offset and timestamp of the record with the largest timestamp.
@@ -587,7 +654,10 @@ impl Store {
     ) -> Result<Vec<i64>, StoreError> {
         let partition = self.partition(id)?;
         let state = lock(&partition.state);
-        state.log.find_by_key(key, time_range_ms, limit).map_err(StoreError::partition(id))
+        state
+            .log
+            .find_by_key(key, time_range_ms, limit)
+            .map_err(StoreError::partition(id))
     }
 
     /// Offsets at or after `from_offset` of records whose tag hash is one of `hashes`.
@@ -600,7 +670,10 @@ impl Store {
     ) -> Result<Vec<i64>, StoreError> {
         let partition = self.partition(id)?;
         let state = lock(&partition.state);
-        state.log.find_by_tags(from_offset, hashes, limit).map_err(StoreError::partition(id))
+        state
+            .log
+            .find_by_tags(from_offset, hashes, limit)
+            .map_err(StoreError::partition(id))
     }
 
     /// Kafka's DeleteRecords: advances the log start offset to `offset` (−1: the high
@@ -609,11 +682,21 @@ impl Store {
         let partition = self.partition(id)?;
         let mut writer = self.writable_writer()?;
         let mut state = lock(&partition.state);
-        let offset = if offset == -1 { state.log.high_watermark() } else { offset };
-        let new_start = state.log.delete_records(offset).map_err(StoreError::partition(id))?;
-        let payload =
-            Command::DeleteRecords { partition: id.clone(), incarnation: partition.incarnation, offset }
-                .encode();
+        let offset = if offset == -1 {
+            state.log.high_watermark()
+        } else {
+            offset
+        };
+        let new_start = state
+            .log
+            .delete_records(offset)
+            .map_err(StoreError::partition(id))?;
+        let payload = Command::DeleteRecords {
+            partition: id.clone(),
+            incarnation: partition.incarnation,
+            offset,
+        }
+        .encode();
         self.append_wal(&mut writer, &payload)?;
         Ok(new_start)
     }
@@ -625,13 +708,17 @@ impl Store {
             let mut state = lock(&partition.state);
             let policy = state.config.partition.cleanup_policy;
             if policy.delete {
-                let outcome =
-                    state.log.enforce_retention(now_ms).map_err(StoreError::partition(&partition.id))?;
+                let outcome = state
+                    .log
+                    .enforce_retention(now_ms)
+                    .map_err(StoreError::partition(&partition.id))?;
                 report.segments_deleted += outcome.segments_deleted;
             }
             if policy.compact {
-                let outcome =
-                    state.log.compact(now_ms).map_err(StoreError::partition(&partition.id))?;
+                let outcome = state
+                    .log
+                    .compact(now_ms)
+                    .map_err(StoreError::partition(&partition.id))?;
                 if outcome.segments_rewritten > 0 {
                     report.partitions_compacted += 1;
                 }
@@ -664,10 +751,16 @@ impl Store {
         };
         for partition in self.all_partitions() {
             let mut state = lock(&partition.state);
-            state.log.flush().map_err(StoreError::partition(&partition.id))?;
+            state
+                .log
+                .flush()
+                .map_err(StoreError::partition(&partition.id))?;
         }
         if applied > 0 {
-            self.wal.purge_up_to(LogId { term: SINGLE_NODE_TERM, index: applied })?;
+            self.wal.purge_up_to(LogId {
+                term: SINGLE_NODE_TERM,
+                index: applied,
+            })?;
         }
         Ok(())
     }
@@ -677,7 +770,10 @@ impl Store {
     pub fn verify(&self) -> Result<(), StoreError> {
         for partition in self.all_partitions() {
             let state = lock(&partition.state);
-            state.log.verify().map_err(StoreError::partition(&partition.id))?;
+            state
+                .log
+                .verify()
+                .map_err(StoreError::partition(&partition.id))?;
         }
         Ok(())
     }
@@ -697,7 +793,9 @@ impl Store {
     fn writable_writer(&self) -> Result<MutexGuard<'_, Writer>, StoreError> {
         let writer = lock(&self.writer);
         if let Some(reason) = &writer.failed {
-            return Err(StoreError::Failed { reason: reason.clone() });
+            return Err(StoreError::Failed {
+                reason: reason.clone(),
+            });
         }
         Ok(writer)
     }
@@ -705,7 +803,11 @@ impl Store {
     /// Appends one command at the writer's next index.
     fn append_wal(&self, writer: &mut Writer, payload: &[u8]) -> Result<u64, StoreError> {
         let index = writer.next_index;
-        let entry = EntryRef { term: SINGLE_NODE_TERM, index, payload };
+        let entry = EntryRef {
+            term: SINGLE_NODE_TERM,
+            index,
+            payload,
+        };
         self.wal.append(&[entry])?;
         writer.next_index += 1;
         writer.bytes_since_checkpoint += payload.len() as u64;
@@ -720,7 +822,12 @@ impl Store {
 /// Kafka's rule (letters, digits, `.`, `_`, `-`) widened by RocketMQ's `%` and `|`, which
 /// its retry and dead-letter topics use.
 pub fn validate_topic_name(name: &str) -> Result<(), StoreError> {
-    let invalid = |reason| Err(StoreError::InvalidTopicName { name: name.to_string(), reason });
+    let invalid = |reason| {
+        Err(StoreError::InvalidTopicName {
+            name: name.to_string(),
+            reason,
+        })
+    };
     if name.is_empty() {
         return invalid("empty");
     }
@@ -730,7 +837,10 @@ pub fn validate_topic_name(name: &str) -> Result<(), StoreError> {
     if name == "." || name == ".." {
         return invalid("'.' and '..' are not topic names");
     }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-%|".contains(&b)) {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._-%|".contains(&b))
+    {
         return invalid("only letters, digits, '.', '_', '-', '%' and '|' are allowed");
     }
     Ok(())
@@ -784,7 +894,11 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
-    move |source| StoreError::Io { op, path: path.to_path_buf(), source }
+    move |source| StoreError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn create_dir(path: &Path) -> Result<(), StoreError> {
@@ -796,14 +910,20 @@ fn remove_dir(path: &Path) -> Result<(), StoreError> {
 }
 
 fn sync_dir(path: &Path) -> Result<(), StoreError> {
-    fs::File::open(path).and_then(|dir| dir.sync_all()).map_err(io_err("fsync directory", path))
+    fs::File::open(path)
+        .and_then(|dir| dir.sync_all())
+        .map_err(io_err("fsync directory", path))
 }
 
 fn read_dir(path: &Path) -> Result<Vec<PathBuf>, StoreError> {
     let mut dirs = Vec::new();
     for entry in fs::read_dir(path).map_err(io_err("list", path))? {
         let entry = entry.map_err(io_err("list", path))?;
-        if entry.file_type().map_err(io_err("stat", &entry.path()))?.is_dir() {
+        if entry
+            .file_type()
+            .map_err(io_err("stat", &entry.path()))?
+            .is_dir()
+        {
             dirs.push(entry.path());
         }
     }
@@ -819,7 +939,10 @@ fn write_partition_config(
     incarnation: u64,
     config: &TopicConfig,
 ) -> Result<(), StoreError> {
-    let mut text = format!("topic={}\npartition={}\nincarnation={incarnation}\n", id.topic, id.partition);
+    let mut text = format!(
+        "topic={}\npartition={}\nincarnation={incarnation}\n",
+        id.topic, id.partition
+    );
     for (key, value) in config.to_pairs() {
         text.push_str(&format!("{key}={value}\n"));
     }
@@ -841,7 +964,10 @@ const PARTITION_CONFIG_MAX_BYTES: u64 = 64 * 1024;
 
 fn read_partition_config(dir: &Path) -> Result<(TopicPartition, u64, TopicConfig), StoreError> {
     let path = dir.join(PARTITION_CONFIG_FILE);
-    let bad = |reason: String| StoreError::BadPartitionConfig { path: path.clone(), reason };
+    let bad = |reason: String| StoreError::BadPartitionConfig {
+        path: path.clone(),
+        reason,
+    };
     let len = fs::metadata(&path).map_err(io_err("stat", &path))?.len();
     if len > PARTITION_CONFIG_MAX_BYTES {
         return Err(bad(format!("{len} bytes is larger than any valid file")));
@@ -850,7 +976,9 @@ fn read_partition_config(dir: &Path) -> Result<(TopicPartition, u64, TopicConfig
     let (mut topic, mut number, mut incarnation) = (None, None, None);
     let mut config = TopicConfig::default();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let (key, value) = line.split_once('=').ok_or_else(|| bad(format!("line {line:?}")))?;
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| bad(format!("line {line:?}")))?;
         match key {
             "topic" => topic = Some(value.to_string()),
             "partition" => number = Some(value.parse().map_err(|_| bad(format!("{line:?}")))?),

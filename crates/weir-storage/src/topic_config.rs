@@ -78,7 +78,11 @@ impl TopicConfig {
 
     /// Sets one setting by its Kafka name.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
-        let err = |reason| ConfigError { key: key.to_string(), value: value.to_string(), reason };
+        let err = |reason| ConfigError {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason,
+        };
         let int = |min: i64| -> Result<i64, ConfigError> {
             let parsed: i64 = value.trim().parse().map_err(|_| err("not an integer"))?;
             if parsed < min {
@@ -96,9 +100,10 @@ impl TopicConfig {
             "retention.ms" => p.retention_ms = int(-1)?,
             "retention.bytes" => p.retention_bytes = int(-1)?,
             "delete.retention.ms" => p.delete_retention_ms = int(0)?,
-            "cleanup.policy" => p.cleanup_policy = parse_cleanup_policy(value).ok_or(err(
-                "expected delete, compact or compact,delete",
-            ))?,
+            "cleanup.policy" => {
+                p.cleanup_policy = parse_cleanup_policy(value)
+                    .ok_or(err("expected delete, compact or compact,delete"))?
+            }
             "max.message.bytes" => {
                 self.max_message_bytes = u32::try_from(int(0)?).map_err(|_| err("too large"))?
             }
@@ -157,7 +162,10 @@ impl TopicConfig {
 const SEGMENT_BYTES_MIN: i64 = 1024;
 
 fn parse_cleanup_policy(value: &str) -> Option<CleanupPolicy> {
-    let mut policy = CleanupPolicy { delete: false, compact: false };
+    let mut policy = CleanupPolicy {
+        delete: false,
+        compact: false,
+    };
     for word in value.split(',').map(str::trim) {
         match word {
             "delete" => policy.delete = true,

@@ -416,13 +416,19 @@ fn compact_keeps_the_last_record_per_key() {
     // Every latest value is still there at its own offset, and offsets only go up.
     for (offset, value) in latest.values() {
         assert!(
-            after.iter().any(|(o, _, v)| o == offset && v == value.as_bytes()),
+            after
+                .iter()
+                .any(|(o, _, v)| o == offset && v == value.as_bytes()),
             "latest record at {offset} kept"
         );
     }
     assert!(after.windows(2).all(|w| w[0].0 < w[1].0));
     assert!(after.len() < 60, "superseded records were dropped");
-    assert_eq!(log.log_end_offset(), 60, "compaction never moves the log end");
+    assert_eq!(
+        log.log_end_offset(),
+        60,
+        "compaction never moves the log end"
+    );
     drop(log);
     let (reopened, _) = PartitionLog::open(dir.path(), cfg, files(), T0).unwrap();
     assert_eq!(read_all(&reopened, 0, 1 << 20), after);

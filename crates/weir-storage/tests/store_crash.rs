@@ -40,7 +40,11 @@ fn config() -> StoreConfig {
 fn topic(p: i32) -> TopicConfig {
     let mut config = TopicConfig::default();
     config.partition.segment_bytes = 128 * 1024;
-    config.flush = if p < SYNC_PARTITIONS { FlushPolicy::Sync } else { FlushPolicy::Async };
+    config.flush = if p < SYNC_PARTITIONS {
+        FlushPolicy::Sync
+    } else {
+        FlushPolicy::Async
+    };
     config
 }
 
@@ -58,7 +62,9 @@ fn writer(dir: &Path, with_checkpoints: bool) {
     let (store, _) = Store::open(dir, config(), NOW).expect("child opens the store");
     for p in 0..PARTITIONS {
         if !store.partitions().contains(&partition(p)) {
-            store.create_partition(&partition(p), topic(p)).expect("create");
+            store
+                .create_partition(&partition(p), topic(p))
+                .expect("create");
         }
     }
     let store = std::sync::Arc::new(store);
@@ -75,12 +81,18 @@ fn writer(dir: &Path, with_checkpoints: bool) {
                     for i in 0..count {
                         builder.push(NOW, Some(b"k"), Some(&value(p, next + i)), &[]);
                     }
-                    let appended =
-                        store.append_durable(&id, &builder.build(), NOW).expect("append");
+                    let appended = store
+                        .append_durable(&id, &builder.build(), NOW)
+                        .expect("append");
                     assert_eq!(appended.base_offset, next, "one writer per partition");
-                    println!("acked {p} {} {}", appended.base_offset, appended.last_offset);
-                    if with_checkpoints && round % 50 == 0 {
-                        store.maintain(NOW + round as i64 * 1_000).expect("maintain");
+                    println!(
+                        "acked {p} {} {}",
+                        appended.base_offset, appended.last_offset
+                    );
+                    if with_checkpoints && round.is_multiple_of(50) {
+                        store
+                            .maintain(NOW + round as i64 * 1_000)
+                            .expect("maintain");
                     }
                     round += 1;
                 }
@@ -110,7 +122,11 @@ fn run_writer(dir: &Path, test_name: &str, run_for: Duration) -> Vec<(i32, i64, 
     for line in rx.try_iter() {
         let fields: Vec<&str> = line.split_whitespace().collect();
         if let ["acked", p, first, last] = fields.as_slice() {
-            acked.push((p.parse().expect("p"), first.parse().expect("first"), last.parse().expect("last")));
+            acked.push((
+                p.parse().expect("p"),
+                first.parse().expect("first"),
+                last.parse().expect("last"),
+            ));
         }
     }
     acked
@@ -135,7 +151,9 @@ fn check(dir: &Path, acked: &[(i32, i64, i64)], must_hold: impl Fn(i32) -> bool,
     let mut ends = BTreeMap::new();
     for p in 0..PARTITIONS {
         let id = partition(p);
-        let Ok(offsets) = store.offsets(&id) else { continue };
+        let Ok(offsets) = store.offsets(&id) else {
+            continue;
+        };
         let mut expected = offsets.log_start_offset;
         let mut offset = offsets.log_start_offset;
         while let Some(slice) = store.read(&id, offset, 1 << 20).expect("read") {
@@ -156,7 +174,10 @@ fn check(dir: &Path, acked: &[(i32, i64, i64)], must_hold: impl Fn(i32) -> bool,
             }
             offset = slice.last_offset + 1;
         }
-        assert_eq!(expected, offsets.high_watermark, "seed {seed}: {id} read up to the HW");
+        assert_eq!(
+            expected, offsets.high_watermark,
+            "seed {seed}: {id} read up to the HW"
+        );
         ends.insert(p, expected);
     }
     for &(p, _, last) in acked.iter().filter(|(p, _, _)| must_hold(*p)) {
@@ -171,11 +192,14 @@ fn check(dir: &Path, acked: &[(i32, i64, i64)], must_hold: impl Fn(i32) -> bool,
 }
 
 fn seed() -> u64 {
-    std::env::var("WEIR_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64)
-    })
+    std::env::var("WEIR_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        })
 }
 
 /// xorshift64*: a seeded generator, enough for choosing cut points.
@@ -216,7 +240,11 @@ fn sigkill_mid_stream_loses_nothing_acknowledged() {
         rounds += 1;
     }
     assert!(rounds >= 5, "only {rounds} rounds ran");
-    assert!(all_acked.len() > 100, "the writer acknowledged only {} appends", all_acked.len());
+    assert!(
+        all_acked.len() > 100,
+        "the writer acknowledged only {} appends",
+        all_acked.len()
+    );
 }
 
 /// Cuts every file of the store to a random length no shorter than what it held at the
@@ -227,10 +255,15 @@ fn cut_unsynced(dir: &Path, synced: &BTreeMap<PathBuf, u64>, rng: &mut Rng) {
         let len = std::fs::metadata(&path).expect("stat").len();
         let floor = synced.get(&path).copied().unwrap_or(0).min(len);
         let cut = floor + rng.below(len - floor + 1);
-        let file = std::fs::OpenOptions::new().write(true).open(&path).expect("open");
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("open");
         file.set_len(cut).expect("truncate");
         if cut > floor && rng.below(3) == 0 {
-            let garbage: Vec<u8> = (0..(cut - floor).min(64)).map(|_| rng.next() as u8).collect();
+            let garbage: Vec<u8> = (0..(cut - floor).min(64))
+                .map(|_| rng.next() as u8)
+                .collect();
             std::os::unix::fs::FileExt::write_all_at(&file, &garbage, cut - garbage.len() as u64)
                 .expect("garble");
         }
@@ -243,7 +276,11 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).expect("list") {
             let path = entry.expect("entry").path();
-            if path.is_dir() { stack.push(path) } else { out.push(path) }
+            if path.is_dir() {
+                stack.push(path)
+            } else {
+                out.push(path)
+            }
         }
     }
     out.sort();
@@ -259,7 +296,9 @@ fn power_loss_keeps_every_synced_append() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path(), config(), NOW).expect("open").0;
         for p in 0..PARTITIONS {
-            store.create_partition(&partition(p), topic(p)).expect("create");
+            store
+                .create_partition(&partition(p), topic(p))
+                .expect("create");
         }
         let mut acked = Vec::new();
         let appends = 200 + rng.below(400);
@@ -275,7 +314,9 @@ fn power_loss_keeps_every_synced_append() {
             for k in 0..1 + rng.below(5) as i64 {
                 builder.push(NOW, None, Some(&value(p, next + k)), &[]);
             }
-            let appended = store.append_durable(&id, &builder.build(), NOW).expect("append");
+            let appended = store
+                .append_durable(&id, &builder.build(), NOW)
+                .expect("append");
             acked.push((p, appended.base_offset, appended.last_offset));
             if i == checkpoint_at {
                 store.checkpoint(NOW).expect("checkpoint");

@@ -89,9 +89,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let result = match args.what {
         Bench::Disk { mib } => disk(&args.dir, mib).map(|_| ()),
         Bench::AppendAsync { mib, batch_bytes } => append_async(&args.dir, mib, batch_bytes),
-        Bench::AppendSync { appenders, partitions, batch_bytes, seconds } => {
-            append_sync(&args.dir, appenders, &partitions, batch_bytes, seconds)
-        }
+        Bench::AppendSync {
+            appenders,
+            partitions,
+            batch_bytes,
+            seconds,
+        } => append_sync(&args.dir, appenders, &partitions, batch_bytes, seconds),
         Bench::Read { mib, fetch_bytes } => read(&args.dir, mib, fetch_bytes),
         Bench::Recovery { mib } => recovery(&args.dir, mib),
         Bench::Idle { partitions } => idle(&args.dir, partitions),
@@ -138,7 +141,10 @@ fn disk(dir: &Path, mib: u64) -> anyhow::Result<DiskFigures> {
         "disk: buffered sequential write {write_mib_s:.0} MiB/s ({mib} MiB, 1 MiB blocks, end fsync); \
          4 KiB write+fdatasync {fdatasync_per_s:.0}/s"
     );
-    Ok(DiskFigures { write_mib_s, fdatasync_per_s })
+    Ok(DiskFigures {
+        write_mib_s,
+        fdatasync_per_s,
+    })
 }
 
 /// A batch of about `bytes` bytes made of 1 KiB records (100 B for small batches).
@@ -160,7 +166,10 @@ fn open_store(dir: &Path, config: StoreConfig) -> anyhow::Result<Store> {
 }
 
 fn topic_config(flush: FlushPolicy) -> TopicConfig {
-    TopicConfig { flush, ..TopicConfig::default() }
+    TopicConfig {
+        flush,
+        ..TopicConfig::default()
+    }
 }
 
 fn append_async(dir: &Path, mib: u64, batch_bytes: usize) -> anyhow::Result<()> {
@@ -202,8 +211,11 @@ fn append_sync(
     for &partitions in partition_counts {
         let store_dir = dir.join(format!("store-{partitions}"));
         let store = Arc::new(open_store(&store_dir, StoreConfig::default())?);
-        let ids: Arc<Vec<TopicPartition>> =
-            Arc::new((0..partitions as i32).map(|p| TopicPartition::new("bench", p)).collect());
+        let ids: Arc<Vec<TopicPartition>> = Arc::new(
+            (0..partitions as i32)
+                .map(|p| TopicPartition::new("bench", p))
+                .collect(),
+        );
         for id in ids.iter() {
             store.create_partition(id, topic_config(FlushPolicy::Sync))?;
         }
@@ -268,12 +280,18 @@ fn read(dir: &Path, mib: u64, fetch_bytes: u32) -> anyhow::Result<()> {
         let started = Instant::now();
         let (mut offset, mut bytes) = (0i64, 0u64);
         while offset < end {
-            let Some(slice) = store.read(&id, offset, fetch_bytes)? else { break };
+            let Some(slice) = store.read(&id, offset, fetch_bytes)? else {
+                break;
+            };
             let len = slice.len as usize;
             if buf.len() < len {
                 buf.resize(len, 0);
             }
-            std::os::unix::fs::FileExt::read_exact_at(&*slice.file, &mut buf[..len], slice.position)?;
+            std::os::unix::fs::FileExt::read_exact_at(
+                &*slice.file,
+                &mut buf[..len],
+                slice.position,
+            )?;
             bytes += slice.len;
             offset = slice.last_offset + 1;
         }

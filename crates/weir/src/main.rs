@@ -13,7 +13,11 @@ mod settings;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "weir", version, about = "A message broker for Kafka and RocketMQ clients")]
+#[command(
+    name = "weir",
+    version,
+    about = "A message broker for Kafka and RocketMQ clients"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -39,5 +43,8 @@ fn main() -> anyhow::Result<()> {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

@@ -15,7 +15,9 @@ use crate::settings::Settings;
 const MAINTENANCE_PERIOD: Duration = Duration::from_secs(1);
 
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 pub fn run(settings: Settings) -> anyhow::Result<()> {

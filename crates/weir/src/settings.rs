@@ -96,9 +96,16 @@ impl Settings {
             store.max_open_files = v;
         }
         Ok(Self {
-            data_dir: args.data_dir.or(file.data_dir).unwrap_or_else(|| DATA_DIR_DEFAULT.into()),
+            data_dir: args
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| DATA_DIR_DEFAULT.into()),
             kafka_addr: addr(args.kafka_addr, file.kafka_addr, KAFKA_ADDR_DEFAULT)?,
-            rocketmq_addr: addr(args.rocketmq_addr, file.rocketmq_addr, ROCKETMQ_ADDR_DEFAULT)?,
+            rocketmq_addr: addr(
+                args.rocketmq_addr,
+                file.rocketmq_addr,
+                ROCKETMQ_ADDR_DEFAULT,
+            )?,
             admin_addr: addr(args.admin_addr, file.admin_addr, ADMIN_ADDR_DEFAULT)?,
             store,
         })
@@ -116,7 +123,13 @@ mod tests {
     use super::*;
 
     fn args() -> ServeArgs {
-        ServeArgs { config: None, data_dir: None, kafka_addr: None, rocketmq_addr: None, admin_addr: None }
+        ServeArgs {
+            config: None,
+            data_dir: None,
+            kafka_addr: None,
+            rocketmq_addr: None,
+            admin_addr: None,
+        }
     }
 
     #[test]

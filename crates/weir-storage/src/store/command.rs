@@ -12,9 +12,17 @@ const KIND_CREATE_PARTITION: u8 = 3;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Command<'a> {
     /// Stamped record batches for a partition.
-    Append { partition: TopicPartition, incarnation: u64, batches: &'a [u8] },
+    Append {
+        partition: TopicPartition,
+        incarnation: u64,
+        batches: &'a [u8],
+    },
     /// DeleteRecords: the log start offset moves to `offset`.
-    DeleteRecords { partition: TopicPartition, incarnation: u64, offset: i64 },
+    DeleteRecords {
+        partition: TopicPartition,
+        incarnation: u64,
+        offset: i64,
+    },
     /// A partition was created at this entry's index (its incarnation).
     CreatePartition { partition: TopicPartition },
 }
@@ -37,11 +45,19 @@ impl<'a> Command<'a> {
     pub(super) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         match self {
-            Command::Append { partition, incarnation, batches } => {
+            Command::Append {
+                partition,
+                incarnation,
+                batches,
+            } => {
                 out = Self::encode_append_prefix(partition, *incarnation, batches.len());
                 out.extend_from_slice(batches);
             }
-            Command::DeleteRecords { partition, incarnation, offset } => {
+            Command::DeleteRecords {
+                partition,
+                incarnation,
+                offset,
+            } => {
                 out.push(KIND_DELETE_RECORDS);
                 put_partition(&mut out, partition);
                 out.extend_from_slice(&incarnation.to_be_bytes());
@@ -62,12 +78,20 @@ impl<'a> Command<'a> {
         match kind {
             KIND_APPEND => {
                 let incarnation = u64::from_be_bytes(cursor.take()?);
-                Ok(Command::Append { partition, incarnation, batches: cursor.buf })
+                Ok(Command::Append {
+                    partition,
+                    incarnation,
+                    batches: cursor.buf,
+                })
             }
             KIND_DELETE_RECORDS => {
                 let incarnation = u64::from_be_bytes(cursor.take()?);
                 let offset = i64::from_be_bytes(cursor.take()?);
-                Ok(Command::DeleteRecords { partition, incarnation, offset })
+                Ok(Command::DeleteRecords {
+                    partition,
+                    incarnation,
+                    offset,
+                })
             }
             KIND_CREATE_PARTITION => Ok(Command::CreatePartition { partition }),
             _ => Err("unknown command kind"),
@@ -89,7 +113,10 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn take<const N: usize>(&mut self) -> Result<[u8; N], &'static str> {
-        let (head, rest) = self.buf.split_first_chunk::<N>().ok_or("command truncated")?;
+        let (head, rest) = self
+            .buf
+            .split_first_chunk::<N>()
+            .ok_or("command truncated")?;
         self.buf = rest;
         Ok(*head)
     }
@@ -101,7 +128,9 @@ impl<'a> Cursor<'a> {
         }
         let (name, rest) = self.buf.split_at(len);
         self.buf = rest;
-        let topic = std::str::from_utf8(name).map_err(|_| "topic name is not UTF-8")?.to_string();
+        let topic = std::str::from_utf8(name)
+            .map_err(|_| "topic name is not UTF-8")?
+            .to_string();
         let partition = i32::from_be_bytes(self.take()?);
         Ok(TopicPartition { topic, partition })
     }
@@ -115,9 +144,19 @@ mod tests {
     fn commands_round_trip() {
         let partition = TopicPartition::new("orders", 3);
         for command in [
-            Command::Append { partition: partition.clone(), incarnation: 7, batches: b"xyz" },
-            Command::DeleteRecords { partition: partition.clone(), incarnation: 7, offset: 42 },
-            Command::CreatePartition { partition: partition.clone() },
+            Command::Append {
+                partition: partition.clone(),
+                incarnation: 7,
+                batches: b"xyz",
+            },
+            Command::DeleteRecords {
+                partition: partition.clone(),
+                incarnation: 7,
+                offset: 42,
+            },
+            Command::CreatePartition {
+                partition: partition.clone(),
+            },
         ] {
             assert_eq!(Command::decode(&command.encode()), Ok(command.clone()));
         }
@@ -125,11 +164,17 @@ mod tests {
 
     #[test]
     fn truncated_commands_are_refused() {
-        let encoded =
-            Command::DeleteRecords { partition: TopicPartition::new("t", 0), incarnation: 1, offset: 9 }
-                .encode();
+        let encoded = Command::DeleteRecords {
+            partition: TopicPartition::new("t", 0),
+            incarnation: 1,
+            offset: 9,
+        }
+        .encode();
         for len in 0..encoded.len() {
-            assert!(Command::decode(&encoded[..len]).is_err(), "prefix of {len} bytes");
+            assert!(
+                Command::decode(&encoded[..len]).is_err(),
+                "prefix of {len} bytes"
+            );
         }
         assert!(Command::decode(&[9, 0, 0, 0, 0, 0, 0]).is_err());
     }
