@@ -18,7 +18,7 @@ fn expected(i: usize) -> (i64, Record) {
         key: key.to_string(),
         value: value.map(<[u8]>::to_vec),
     };
-    let headers = if i % 2 == 0 {
+    let headers = if i.is_multiple_of(2) {
         Vec::new()
     } else {
         let x = format!("x{i}");
