@@ -507,7 +507,7 @@ impl Store {
     ) -> Result<Appended, StoreError> {
         let partition = self.partition(id)?;
         let max_message_bytes = lock(&partition.state).config.max_message_bytes;
-        let batches = batch::validate_batches(records, self.config.max_decompressed_bytes)?;
+        let batches = batch::validate_client_batches(records, self.config.max_decompressed_bytes)?;
         if let Some(big) = batches
             .iter()
             .find(|b| b.range.len() > max_message_bytes as usize)

@@ -1,0 +1,217 @@
+//! `weir serve` as a user runs it: the real binary, its flags and environment variables,
+//! recovery of what an earlier run left, and a clean stop on SIGTERM and SIGINT.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use weir_storage::batch::BatchBuilder;
+use weir_storage::store::{Store, StoreConfig, TopicPartition};
+use weir_storage::topic_config::TopicConfig;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Server {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Server {
+    fn start(args: &[&str], envs: &[(&str, &Path)]) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+        command
+            .arg("serve")
+            .args(args)
+            .env_remove("WEIR_DATA_DIR")
+            .env("WEIR_LOG", "info");
+        for (key, value) in envs {
+            command.env(key, value);
+        }
+        let mut child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start weir serve");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Server {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a log line containing `needle`, returning it.
+    fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + WAIT;
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!(
+            "no log line with {needle:?}; saw:\n{}",
+            self.seen.join("\n")
+        );
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                // Drain what is left of the log.
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                    self.seen.push(line);
+                }
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "weir serve did not exit"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn serve_recovers_existing_data_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    {
+        let (store, _) = Store::open(&data, StoreConfig::default(), 0).expect("open");
+        let id = TopicPartition::new("orders", 2);
+        store
+            .create_partition(&id, TopicConfig::default())
+            .expect("create");
+        let mut builder = BatchBuilder::new(0, 1_700_000_000_000);
+        for _ in 0..3 {
+            builder.push(1_700_000_000_000, None, Some(b"v"), &[]);
+        }
+        store.append(&id, &builder.build(), 0).expect("append");
+        // No close: serve must recover from the WAL.
+    }
+    let data_arg = data.to_str().expect("utf-8 path");
+    let mut server = Server::start(&["--data-dir", data_arg], &[]);
+    let recovered = server.wait_for("storage recovered");
+    assert!(recovered.contains("partitions=1"), "{recovered}");
+    let partition = server.wait_for("partition=orders-2");
+    assert!(partition.contains("log_end=3"), "{partition}");
+    server.signal("-TERM");
+    let status = server.wait_exit();
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        server.seen.join("\n")
+    );
+    assert!(server.seen.iter().any(|l| l.contains("SIGTERM received")));
+    assert!(server.seen.iter().any(|l| l.contains("stopped cleanly")));
+}
+
+#[test]
+fn environment_sets_the_data_dir_and_sigint_stops() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("from-env");
+    let mut server = Server::start(&[], &[("WEIR_DATA_DIR", &data)]);
+    server.wait_for("storage recovered");
+    assert!(
+        data.join("wal").is_dir(),
+        "the store lives where WEIR_DATA_DIR says"
+    );
+    server.signal("-INT");
+    assert!(server.wait_exit().success());
+    assert!(server.seen.iter().any(|l| l.contains("SIGINT received")));
+}
+
+#[test]
+fn restart_after_sigkill_serves_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().expect("utf-8 path");
+    let mut first = Server::start(&["--data-dir", data_arg], &[]);
+    first.wait_for("storage recovered");
+    first.signal("-KILL");
+    assert!(!first.wait_exit().success());
+    let mut second = Server::start(&["--data-dir", data_arg], &[]);
+    second.wait_for("storage recovered");
+    second.signal("-TERM");
+    assert!(second.wait_exit().success());
+}
+
+#[test]
+fn config_file_is_read_and_flags_override_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("weir.toml");
+    let from_file = dir.path().join("from-file");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\nkafka_addr = \"127.0.0.1:19092\"\n[storage]\nwal_flush_interval_ms = 50\n",
+            from_file.to_str().expect("utf-8")
+        ),
+    )
+    .expect("write config");
+    let config_arg = config.to_str().expect("utf-8");
+    let mut server = Server::start(
+        &["--config", config_arg, "--kafka-addr", "127.0.0.1:29092"],
+        &[],
+    );
+    let starting = server.wait_for("starting weir");
+    assert!(
+        starting.contains("127.0.0.1:29092"),
+        "the flag wins: {starting}"
+    );
+    server.wait_for("storage recovered");
+    assert!(
+        from_file.join("wal").is_dir(),
+        "data_dir came from the file"
+    );
+    server.signal("-TERM");
+    assert!(server.wait_exit().success());
+}
+
+#[test]
+fn a_bad_config_file_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("weir.toml");
+    std::fs::write(&config, "data_dri = \"typo\"\n").expect("write config");
+    let output = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["serve", "--config", config.to_str().expect("utf-8")])
+        .output()
+        .expect("run weir");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("data_dri"),
+        "the error names the bad key: {stderr}"
+    );
+}
