@@ -126,11 +126,12 @@ pub struct KeyIndex {
     memory: MemoryEntries,
 }
 
-/// A loaded index file, read with positioned reads.
+/// A loaded index file, read with positioned reads. It holds the path, not an open
+/// descriptor: a partition may have thousands of sealed segments, and open files are
+/// bounded (see `files`). Each lookup opens the file once.
 #[derive(Debug)]
 struct SealedFile {
     path: PathBuf,
-    file: File,
     count: u64,
     /// Entries at or past this relative offset were truncated away and are ignored.
     rel_end: u64,
@@ -326,7 +327,6 @@ impl KeyIndex {
             keys_at_last_offset: KEYS_PER_OFFSET_MAX,
             sealed: Some(SealedFile {
                 path: path.to_path_buf(),
-                file: index.file,
                 count: index.count,
                 rel_end: u64::MAX,
             }),
@@ -445,9 +445,16 @@ impl SealedFile {
         FILE_HEADER_LEN as u64 + index * ENTRY_LEN as u64
     }
 
-    fn read_at(&self, buf: &mut [u8], position: u64) -> Result<(), IndexError> {
-        self.file
-            .read_exact_at(buf, position)
+    fn open(&self) -> Result<File, IndexError> {
+        File::open(&self.path).map_err(|source| IndexError::Io {
+            op: "open",
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    fn read_at(&self, file: &File, buf: &mut [u8], position: u64) -> Result<(), IndexError> {
+        file.read_exact_at(buf, position)
             .map_err(|source| IndexError::Io {
                 op: "read",
                 path: self.path.clone(),
@@ -462,11 +469,12 @@ impl SealedFile {
         time_range_ms: Option<(i64, i64)>,
         limit: usize,
     ) -> Result<Vec<u32>, IndexError> {
+        let file = self.open()?;
         let (mut low, mut high) = (0u64, self.count);
         let mut hash_bytes = [0u8; 8];
         while low < high {
             let mid = low + (high - low) / 2;
-            self.read_at(&mut hash_bytes, Self::entry_position(mid))?;
+            self.read_at(&file, &mut hash_bytes, Self::entry_position(mid))?;
             if u64::from_be_bytes(hash_bytes) < hash {
                 low = mid + 1;
             } else {
@@ -483,7 +491,7 @@ impl SealedFile {
             chunk_entries = (chunk_entries * 2).min(READ_CHUNK_ENTRIES);
             buf.resize(n * ENTRY_LEN, 0);
             let chunk = &mut buf[..];
-            self.read_at(chunk, Self::entry_position(index))?;
+            self.read_at(&file, chunk, Self::entry_position(index))?;
             for bytes in chunk.chunks_exact(ENTRY_LEN) {
                 let entry = Entry::decode(bytes);
                 if entry.hash != hash || u64::from(entry.rel_offset) >= self.rel_end {
@@ -506,6 +514,8 @@ impl SealedFile {
 /// Reads a loaded file's entries in order, in chunks, skipping truncated ones.
 struct FileCursor<'a> {
     sealed: &'a SealedFile,
+    /// Opened on the first read.
+    file: Option<File>,
     buf: Vec<Entry>,
     pos: usize,
     next_index: u64,
@@ -515,6 +525,7 @@ impl<'a> FileCursor<'a> {
     fn new(sealed: &'a SealedFile) -> Self {
         Self {
             sealed,
+            file: None,
             buf: Vec::new(),
             pos: 0,
             next_index: 0,
@@ -534,8 +545,15 @@ impl<'a> FileCursor<'a> {
             }
             let n = (self.sealed.count - self.next_index).min(READ_CHUNK_ENTRIES as u64) as usize;
             let mut bytes = vec![0u8; n * ENTRY_LEN];
-            self.sealed
-                .read_at(&mut bytes, SealedFile::entry_position(self.next_index))?;
+            let file = match &mut self.file {
+                Some(file) => file,
+                None => self.file.insert(self.sealed.open()?),
+            };
+            self.sealed.read_at(
+                file,
+                &mut bytes,
+                SealedFile::entry_position(self.next_index),
+            )?;
             self.buf = bytes.chunks_exact(ENTRY_LEN).map(Entry::decode).collect();
             self.pos = 0;
             self.next_index += n as u64;
@@ -662,9 +680,8 @@ fn sync_parent_dir(path: &Path) -> Result<(), IndexError> {
         .map_err(|source| io_error("fsync directory", dir, source))
 }
 
-/// A validated index file: header fields and the open file.
+/// A validated index file's header fields (the file is closed again).
 pub(super) struct IndexFile {
-    pub(super) file: File,
     pub(super) base_offset: i64,
     pub(super) count: u64,
     pub(super) extra: u32,
@@ -747,7 +764,6 @@ pub(super) fn open_index_file(
         return Err(damaged(28, "checksum mismatch"));
     }
     Ok(IndexFile {
-        file,
         base_offset,
         count,
         extra,

@@ -463,7 +463,9 @@ impl PartitionLog {
         if self.should_roll(&header, batch.len() as u64, now_ms) {
             self.roll(now_ms)?;
         }
-        self.ensure_active_search()?;
+        // The key/tag index of the active segment is fed only once something has looked it
+        // up (which builds it from the file); until then appends skip it, so reopening a
+        // large active segment costs nothing on the write path.
         let interval = self.config.index_interval_bytes;
         let file = self.file(self.active())?;
         let active = self.active_mut();
@@ -506,7 +508,7 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// The active segment's key/tag index is always built: appends feed it.
+    /// Builds the active segment's key/tag index if nothing has yet; appends feed it after.
     fn ensure_active_search(&mut self) -> Result<(), PartitionError> {
         if self.active().lock_search().is_some() {
             return Ok(());
