@@ -50,6 +50,9 @@ enum Bench {
         batch_bytes: usize,
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Runs of each partition count, alternating, on a noisy machine; medians compared.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// Sequential read of one partition from the page cache.
     Read {
@@ -94,7 +97,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             partitions,
             batch_bytes,
             seconds,
-        } => append_sync(&args.dir, appenders, &partitions, batch_bytes, seconds),
+            rounds,
+        } => append_sync(
+            &args.dir,
+            appenders,
+            &partitions,
+            batch_bytes,
+            seconds,
+            rounds,
+        ),
         Bench::Read { mib, fetch_bytes } => read(&args.dir, mib, fetch_bytes),
         Bench::Recovery { mib } => recovery(&args.dir, mib),
         Bench::Idle { partitions } => idle(&args.dir, partitions),
@@ -204,66 +215,98 @@ fn append_sync(
     partition_counts: &[usize],
     batch_bytes: usize,
     seconds: u64,
+    rounds: usize,
 ) -> anyhow::Result<()> {
     let anchor = disk(dir, 256)?;
     let batch = Arc::new(sample_batch(batch_bytes));
-    let mut first_rate = None;
-    for &partitions in partition_counts {
-        let store_dir = dir.join(format!("store-{partitions}"));
-        let store = Arc::new(open_store(&store_dir, StoreConfig::default())?);
-        let ids: Arc<Vec<TopicPartition>> = Arc::new(
-            (0..partitions as i32)
-                .map(|p| TopicPartition::new("bench", p))
-                .collect(),
-        );
-        for id in ids.iter() {
-            store.create_partition(id, topic_config(FlushPolicy::Sync))?;
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); partition_counts.len()];
+    for round in 0..rounds {
+        for (i, &partitions) in partition_counts.iter().enumerate() {
+            let store_dir = dir.join(format!("store-{round}-{partitions}"));
+            let rate =
+                append_sync_run(&store_dir, appenders, partitions, &batch, seconds, &anchor)?;
+            rates[i].push(rate);
+            let _ = fs::remove_dir_all(&store_dir);
         }
-        let fsyncs_before = store.wal().stats().fsyncs;
-        let appended = Arc::new(AtomicU64::new(0));
-        let deadline = Instant::now() + Duration::from_secs(seconds);
-        let started = Instant::now();
-        let threads: Vec<_> = (0..appenders)
-            .map(|t| {
-                let (store, ids, batch, appended) =
-                    (store.clone(), ids.clone(), batch.clone(), appended.clone());
-                std::thread::spawn(move || -> anyhow::Result<()> {
-                    let mut i = t;
-                    while Instant::now() < deadline {
-                        store.append_durable(&ids[i % ids.len()], &batch, now_ms())?;
-                        appended.fetch_add(1, Ordering::Relaxed);
-                        i += appenders;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        for thread in threads {
-            match thread.join() {
-                Ok(result) => result?,
-                Err(_) => bail!("an appender panicked"),
-            }
-        }
-        let elapsed = started.elapsed().as_secs_f64();
-        let count = appended.load(Ordering::Relaxed);
-        let fsyncs = store.wal().stats().fsyncs - fsyncs_before;
-        let rate = count as f64 / elapsed;
-        let base = *first_rate.get_or_insert(rate);
+    }
+    let medians: Vec<f64> = rates.iter_mut().map(|r| median(r)).collect();
+    for (i, &partitions) in partition_counts.iter().enumerate() {
         println!(
-            "append-sync: {partitions} partitions, {appenders} appenders, {} B batches: \
-             {rate:.0} appends/s ({:.1} MiB/s), {:.0} fsyncs/s ({:.1} appends per fsync; \
-             disk alone {:.0} fdatasyncs/s); ratio to the first run {:.2}",
-            batch.len(),
-            rate * batch.len() as f64 / MIB as f64,
-            fsyncs as f64 / elapsed,
-            count as f64 / fsyncs.max(1) as f64,
-            anchor.fdatasync_per_s,
-            rate / base
+            "append-sync median of {rounds}: {partitions} partitions {:.0} appends/s; \
+             ratio to {} partition(s) {:.2}",
+            medians[i],
+            partition_counts[0],
+            medians[i] / medians[0]
         );
-        let store = Arc::into_inner(store).context("store still shared")?;
-        store.close(now_ms())?;
     }
     Ok(())
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// One timed run of `appenders` threads doing `sync` appends round-robin over `partitions`.
+fn append_sync_run(
+    store_dir: &Path,
+    appenders: usize,
+    partitions: usize,
+    batch: &Arc<Vec<u8>>,
+    seconds: u64,
+    anchor: &DiskFigures,
+) -> anyhow::Result<f64> {
+    let store = Arc::new(open_store(store_dir, StoreConfig::default())?);
+    let ids: Arc<Vec<TopicPartition>> = Arc::new(
+        (0..partitions as i32)
+            .map(|p| TopicPartition::new("bench", p))
+            .collect(),
+    );
+    for id in ids.iter() {
+        store.create_partition(id, topic_config(FlushPolicy::Sync))?;
+    }
+    let fsyncs_before = store.wal().stats().fsyncs;
+    let appended = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let threads: Vec<_> = (0..appenders)
+        .map(|t| {
+            let (store, ids, batch, appended) =
+                (store.clone(), ids.clone(), batch.clone(), appended.clone());
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                let mut i = t;
+                while Instant::now() < deadline {
+                    store.append_durable(&ids[i % ids.len()], &batch, now_ms())?;
+                    appended.fetch_add(1, Ordering::Relaxed);
+                    i += appenders;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for thread in threads {
+        match thread.join() {
+            Ok(result) => result?,
+            Err(_) => bail!("an appender panicked"),
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let count = appended.load(Ordering::Relaxed);
+    let fsyncs = store.wal().stats().fsyncs - fsyncs_before;
+    let rate = count as f64 / elapsed;
+    println!(
+        "append-sync: {partitions} partitions, {appenders} appenders, {} B batches: \
+         {rate:.0} appends/s ({:.1} MiB/s), {:.0} fsyncs/s ({:.1} appends per fsync; \
+         disk alone {:.0} fdatasyncs/s)",
+        batch.len(),
+        rate * batch.len() as f64 / MIB as f64,
+        fsyncs as f64 / elapsed,
+        count as f64 / fsyncs.max(1) as f64,
+        anchor.fdatasync_per_s,
+    );
+    let store = Arc::into_inner(store).context("store still shared")?;
+    store.close(now_ms())?;
+    Ok(rate)
 }
 
 fn read(dir: &Path, mib: u64, fetch_bytes: u32) -> anyhow::Result<()> {
