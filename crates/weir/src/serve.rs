@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use weir_core::Broker;
+use weir_kafka::KafkaConfig;
 use weir_storage::store::Store;
 
 use crate::settings::Settings;
@@ -21,6 +23,13 @@ pub fn now_ms() -> i64 {
 }
 
 pub fn run(settings: Settings) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    // Signals are caught from the first moment, so a SIGTERM during recovery still stops
+    // the broker cleanly rather than killing it.
+    let signals = runtime.block_on(async { ShutdownSignals::new() })?;
     tracing::info!(
         data_dir = %settings.data_dir.display(),
         kafka_addr = %settings.kafka_addr,
@@ -28,9 +37,46 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         admin_addr = %settings.admin_addr,
         "starting weir"
     );
+    let broker = Arc::new(open_broker(&settings)?);
+    let cluster_id = cluster_id(&settings.data_dir)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let maintenance = {
+        let (broker, stop) = (broker.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("maintenance".into())
+            .spawn(move || maintain(broker.store(), &stop))
+            .context("starting the maintenance thread")?
+    };
+    let served = runtime.block_on(serve_until_signal(
+        &settings,
+        broker.clone(),
+        cluster_id,
+        signals,
+    ));
+    // Connections still open hold the broker; give them a moment, then stop regardless.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    tracing::info!("shutting down");
+    stop.store(true, Ordering::Release);
+    maintenance.thread().unpark();
+    if maintenance.join().is_err() {
+        anyhow::bail!("the maintenance thread panicked");
+    }
+    served?;
+    let broker = Arc::into_inner(broker).context("the broker is still shared at shutdown")?;
+    broker.close(now_ms()).context("closing the store")?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+fn open_broker(settings: &Settings) -> anyhow::Result<Broker> {
     let started = Instant::now();
-    let (store, report) = Store::open(&settings.data_dir, settings.store.clone(), now_ms())
-        .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?;
+    let (broker, report) = Broker::open(
+        &settings.data_dir,
+        settings.store.clone(),
+        settings.broker.clone(),
+        now_ms(),
+    )
+    .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?;
     tracing::info!(
         partitions = report.partitions,
         wal_last_index = ?report.wal_last_index,
@@ -44,6 +90,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     for truncated in &report.truncated {
         tracing::warn!(%truncated, "cut a torn or corrupt tail during recovery");
     }
+    let store = broker.store();
     for id in store.partitions() {
         if let Ok(offsets) = store.offsets(&id) {
             tracing::info!(
@@ -54,32 +101,73 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
             );
         }
     }
-    let store = Arc::new(store);
-    let stop = Arc::new(AtomicBool::new(false));
-    let maintenance = {
-        let (store, stop) = (store.clone(), stop.clone());
-        std::thread::Builder::new()
-            .name("maintenance".into())
-            .spawn(move || maintain(&store, &stop))
-            .context("starting the maintenance thread")?
+    Ok(broker)
+}
+
+/// Runs the listeners until SIGINT or SIGTERM.
+async fn serve_until_signal(
+    settings: &Settings,
+    broker: Arc<Broker>,
+    cluster_id: String,
+    mut signals: ShutdownSignals,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(settings.kafka_addr)
+        .await
+        .with_context(|| format!("binding the Kafka listener to {}", settings.kafka_addr))?;
+    let bound = listener
+        .local_addr()
+        .context("the Kafka listener's address")?;
+    let config = KafkaConfig {
+        advertised_host: bound.ip().to_string(),
+        advertised_port: i32::from(bound.port()),
+        node_id: settings.node_id,
+        cluster_id,
     };
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(wait_for_shutdown_signal())?;
-    tracing::info!("shutting down");
-
-    stop.store(true, Ordering::Release);
-    maintenance.thread().unpark();
-    if maintenance.join().is_err() {
-        anyhow::bail!("the maintenance thread panicked");
-    }
-    let store = Arc::into_inner(store).context("the store is still shared at shutdown")?;
-    store.close(now_ms()).context("closing the store")?;
-    tracing::info!("stopped cleanly");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(weir_kafka::serve(listener, broker, config, async {
+        let _ = stop_rx.await;
+    }));
+    tracing::info!(addr = %bound, "kafka listening");
+    signals.recv().await;
+    let _ = stop_tx.send(());
+    let _ = server.await;
     Ok(())
+}
+
+struct ShutdownSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            terminate: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+            interrupt: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => tracing::info!("SIGTERM received"),
+            _ = self.interrupt.recv() => tracing::info!("SIGINT received"),
+        }
+    }
+}
+
+/// The cluster's id, made at the first start and kept in the data directory.
+fn cluster_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = data_dir.join("cluster.id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim();
+        if !id.is_empty() && id.len() <= 64 {
+            return Ok(id.to_string());
+        }
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    std::fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
+    Ok(id)
 }
 
 fn maintain(store: &Store, stop: &AtomicBool) {
@@ -93,15 +181,4 @@ fn maintain(store: &Store, stop: &AtomicBool) {
         }
         std::thread::park_timeout(MAINTENANCE_PERIOD);
     }
-}
-
-async fn wait_for_shutdown_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!("SIGTERM received"),
-        _ = interrupt.recv() => tracing::info!("SIGINT received"),
-    }
-    Ok(())
 }

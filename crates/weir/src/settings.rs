@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Deserialize;
+use weir_core::BrokerConfig;
 use weir_storage::store::StoreConfig;
 
 pub const DATA_DIR_DEFAULT: &str = "./weir-data";
@@ -41,6 +42,11 @@ struct FileSettings {
     kafka_addr: Option<SocketAddr>,
     rocketmq_addr: Option<SocketAddr>,
     admin_addr: Option<SocketAddr>,
+    /// Kafka's `auto.create.topics.enable`.
+    auto_create_topics: Option<bool>,
+    /// Kafka's `num.partitions`: partitions of an auto-created topic.
+    num_partitions: Option<i32>,
+    node_id: Option<i32>,
     #[serde(default)]
     storage: StorageFileSettings,
 }
@@ -63,7 +69,9 @@ pub struct Settings {
     pub kafka_addr: SocketAddr,
     pub rocketmq_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    pub node_id: i32,
     pub store: StoreConfig,
+    pub broker: BrokerConfig,
 }
 
 impl Settings {
@@ -95,7 +103,17 @@ impl Settings {
         if let Some(v) = s.max_open_files {
             store.max_open_files = v;
         }
+        let mut broker = BrokerConfig::default();
+        if let Some(v) = file.auto_create_topics {
+            broker.auto_create_topics = v;
+        }
+        if let Some(v) = file.num_partitions {
+            anyhow::ensure!(v >= 1, "num_partitions must be at least 1, not {v}");
+            broker.num_partitions = v;
+        }
         Ok(Self {
+            node_id: file.node_id.unwrap_or(1),
+            broker,
             data_dir: args
                 .data_dir
                 .or(file.data_dir)

@@ -7,9 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use weir_core::{Broker, BrokerConfig, TopicId};
 use weir_storage::batch::BatchBuilder;
-use weir_storage::store::{Store, StoreConfig, TopicPartition};
-use weir_storage::topic_config::TopicConfig;
+use weir_storage::store::{StoreConfig, TopicPartition};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -108,24 +108,26 @@ fn serve_recovers_existing_data_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     {
-        let (store, _) = Store::open(&data, StoreConfig::default(), 0).expect("open");
-        let id = TopicPartition::new("orders", 2);
-        store
-            .create_partition(&id, TopicConfig::default())
+        let (broker, _) =
+            Broker::open(&data, StoreConfig::default(), BrokerConfig::default(), 0).expect("open");
+        broker
+            .create_topic("orders", TopicId([9; 16]), 3, &[], false)
             .expect("create");
+        let id = TopicPartition::new("orders", 2);
         let mut builder = BatchBuilder::new(0, 1_700_000_000_000);
         for _ in 0..3 {
             builder.push(1_700_000_000_000, None, Some(b"v"), &[]);
         }
-        store.append(&id, &builder.build(), 0).expect("append");
+        broker.append(&id, &builder.build(), 0).expect("append");
         // No close: serve must recover from the WAL.
     }
     let data_arg = data.to_str().expect("utf-8 path");
     let mut server = Server::start(&["--data-dir", data_arg], &[]);
     let recovered = server.wait_for("storage recovered");
-    assert!(recovered.contains("partitions=1"), "{recovered}");
+    assert!(recovered.contains("partitions=3"), "{recovered}");
     let partition = server.wait_for("partition=orders-2");
     assert!(partition.contains("log_end=3"), "{partition}");
+    server.wait_for("kafka listening");
     server.signal("-TERM");
     let status = server.wait_exit();
     assert!(
@@ -142,7 +144,7 @@ fn environment_sets_the_data_dir_and_sigint_stops() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("from-env");
     let mut server = Server::start(&[], &[("WEIR_DATA_DIR", &data)]);
-    server.wait_for("storage recovered");
+    server.wait_for("kafka listening");
     assert!(
         data.join("wal").is_dir(),
         "the store lives where WEIR_DATA_DIR says"
@@ -158,11 +160,11 @@ fn restart_after_sigkill_serves_again() {
     let data = dir.path().join("data");
     let data_arg = data.to_str().expect("utf-8 path");
     let mut first = Server::start(&["--data-dir", data_arg], &[]);
-    first.wait_for("storage recovered");
+    first.wait_for("kafka listening");
     first.signal("-KILL");
     assert!(!first.wait_exit().success());
     let mut second = Server::start(&["--data-dir", data_arg], &[]);
-    second.wait_for("storage recovered");
+    second.wait_for("kafka listening");
     second.signal("-TERM");
     assert!(second.wait_exit().success());
 }
@@ -182,15 +184,15 @@ fn config_file_is_read_and_flags_override_it() {
     .expect("write config");
     let config_arg = config.to_str().expect("utf-8");
     let mut server = Server::start(
-        &["--config", config_arg, "--kafka-addr", "127.0.0.1:29092"],
+        &["--config", config_arg, "--kafka-addr", "127.0.0.1:0"],
         &[],
     );
     let starting = server.wait_for("starting weir");
     assert!(
-        starting.contains("127.0.0.1:29092"),
+        starting.contains("kafka_addr=127.0.0.1:0"),
         "the flag wins: {starting}"
     );
-    server.wait_for("storage recovered");
+    server.wait_for("kafka listening");
     assert!(
         from_file.join("wal").is_dir(),
         "data_dir came from the file"

@@ -1,0 +1,18 @@
+//! weir's broker core: what both front ends (Kafka, RocketMQ) share, in their terms-free
+//! form — topics with stable ids and partition counts, topic configs, appends that wake
+//! waiting readers, auto-creation. Later: groups, transactions, retries, delay.
+//!
+//! # Layout
+//! - [`catalog`]: the topics (name, id, partition count, settings), persisted beside the data.
+//! - [`broker`]: [`Broker`], the store plus the catalog plus append notifications.
+//!
+//! # What it deliberately does not do
+//! No sockets, no async runtime, no wire versions or error codes: front ends translate.
+//! Readers wait for appends through [`event_listener`] listeners, which any executor can
+//! poll. Time and topic ids are passed in.
+
+pub mod broker;
+pub mod catalog;
+
+pub use broker::{Broker, BrokerConfig, CoreError};
+pub use catalog::{TopicId, TopicInfo};

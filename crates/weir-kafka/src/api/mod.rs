@@ -1,0 +1,99 @@
+//! One module per Kafka API, and the table of the versions weir answers. A handler takes
+//! the decoded request and returns the response to encode; it never fails: every problem
+//! becomes an error code in the response.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
+use weir_core::Broker;
+
+use crate::server::KafkaConfig;
+
+pub mod alter_configs;
+pub mod api_versions;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_records;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod describe_log_dirs;
+pub mod fetch;
+pub mod incremental_alter_configs;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+/// What every handler sees.
+pub struct Context {
+    pub broker: Arc<Broker>,
+    pub config: KafkaConfig,
+}
+
+/// What the connection does after a request.
+pub enum Outcome {
+    Respond(Box<ResponseKind>),
+    /// acks=0 produce: no response is sent.
+    NoResponse,
+    /// acks=0 produce that failed: Kafka closes the connection so the client notices.
+    Close,
+}
+
+/// The versions weir implements, per API. Only these are advertised (ApiVersions) and
+/// decoded; anything else closes the connection (or, for ApiVersions, gets error 35).
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 11),
+    (ApiKey::Fetch, 4, 17),
+    (ApiKey::ListOffsets, 1, 10),
+    (ApiKey::Metadata, 0, 13),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+pub fn is_supported(key: ApiKey, version: i16) -> bool {
+    SUPPORTED
+        .iter()
+        .any(|(k, min, max)| *k == key && (*min..=*max).contains(&version))
+}
+
+/// Routes a decoded request to its handler.
+pub async fn dispatch(context: &Context, header: &RequestHeader, request: RequestKind) -> Outcome {
+    use RequestKind as Rq;
+    use ResponseKind as Rs;
+    let response = match request {
+        Rq::Produce(r) => return produce::handle(context, header, r).await,
+        Rq::Fetch(r) => Rs::Fetch(fetch::handle(context, header, r).await),
+        Rq::ListOffsets(r) => Rs::ListOffsets(list_offsets::handle(context, header, r)),
+        Rq::Metadata(r) => Rs::Metadata(metadata::handle(context, header, r)),
+        Rq::ApiVersions(r) => Rs::ApiVersions(api_versions::handle(context, header, r)),
+        Rq::CreateTopics(r) => Rs::CreateTopics(create_topics::handle(context, header, r)),
+        Rq::DeleteTopics(r) => Rs::DeleteTopics(delete_topics::handle(context, header, r)),
+        Rq::DeleteRecords(r) => Rs::DeleteRecords(delete_records::handle(context, header, r)),
+        Rq::DescribeConfigs(r) => Rs::DescribeConfigs(describe_configs::handle(context, header, r)),
+        Rq::AlterConfigs(r) => Rs::AlterConfigs(alter_configs::handle(context, header, r)),
+        Rq::DescribeLogDirs(r) => {
+            Rs::DescribeLogDirs(describe_log_dirs::handle(context, header, r))
+        }
+        Rq::CreatePartitions(r) => {
+            Rs::CreatePartitions(create_partitions::handle(context, header, r))
+        }
+        Rq::IncrementalAlterConfigs(r) => {
+            Rs::IncrementalAlterConfigs(incremental_alter_configs::handle(context, header, r))
+        }
+        Rq::DescribeCluster(r) => Rs::DescribeCluster(describe_cluster::handle(context, header, r)),
+        // The connection only decodes supported APIs (see SUPPORTED).
+        other => {
+            tracing::error!(api = ?other, "dispatched an API that is not in SUPPORTED");
+            return Outcome::Close;
+        }
+    };
+    Outcome::Respond(Box::new(response))
+}

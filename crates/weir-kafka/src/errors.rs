@@ -1,0 +1,68 @@
+//! Kafka error codes weir answers with, and the mapping from core errors.
+
+use weir_core::CoreError;
+use weir_storage::batch::BatchErrorKind;
+use weir_storage::partition::PartitionError;
+use weir_storage::store::StoreError;
+
+pub const NONE: i16 = 0;
+pub const UNKNOWN_SERVER_ERROR: i16 = -1;
+pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+pub const CORRUPT_MESSAGE: i16 = 2;
+pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+pub const LEADER_NOT_AVAILABLE: i16 = 5;
+pub const MESSAGE_TOO_LARGE: i16 = 10;
+pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
+pub const RECORD_LIST_TOO_LARGE: i16 = 18;
+pub const INVALID_REQUIRED_ACKS: i16 = 21;
+pub const UNSUPPORTED_VERSION: i16 = 35;
+pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+pub const INVALID_PARTITIONS: i16 = 37;
+pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+pub const INVALID_REQUEST: i16 = 42;
+pub const POLICY_VIOLATION: i16 = 44;
+pub const INVALID_CONFIG: i16 = 40;
+pub const KAFKA_STORAGE_ERROR: i16 = 56;
+pub const UNSUPPORTED_COMPRESSION_TYPE: i16 = 76;
+pub const INVALID_RECORD: i16 = 87;
+pub const UNKNOWN_TOPIC_ID: i16 = 100;
+
+/// The error code a core error becomes.
+pub fn code(error: &CoreError) -> i16 {
+    match error {
+        CoreError::UnknownTopic(_) | CoreError::UnknownPartition(_) => UNKNOWN_TOPIC_OR_PARTITION,
+        CoreError::TopicExists(_) => TOPIC_ALREADY_EXISTS,
+        CoreError::InvalidPartitions { .. } => INVALID_PARTITIONS,
+        CoreError::InvalidConfig(_) => INVALID_CONFIG,
+        CoreError::Store(store) => store_code(store),
+        CoreError::Catalog(_) => KAFKA_STORAGE_ERROR,
+    }
+}
+
+pub fn store_code(error: &StoreError) -> i16 {
+    match error {
+        StoreError::UnknownPartition(_) => UNKNOWN_TOPIC_OR_PARTITION,
+        StoreError::InvalidTopicName { .. } => INVALID_TOPIC_EXCEPTION,
+        StoreError::PartitionExists(_) => TOPIC_ALREADY_EXISTS,
+        StoreError::MessageTooLarge { .. } => MESSAGE_TOO_LARGE,
+        StoreError::Batch(batch) => match batch.kind() {
+            BatchErrorKind::Corrupt => CORRUPT_MESSAGE,
+            BatchErrorKind::InvalidRecord => INVALID_RECORD,
+            BatchErrorKind::UnsupportedCompression => UNSUPPORTED_COMPRESSION_TYPE,
+            BatchErrorKind::TooLarge => RECORD_LIST_TOO_LARGE,
+        },
+        StoreError::Config(_) => INVALID_CONFIG,
+        StoreError::Partition {
+            source: PartitionError::OffsetOutOfRange { .. },
+            ..
+        } => OFFSET_OUT_OF_RANGE,
+        StoreError::Partition { .. }
+        | StoreError::Wal(_)
+        | StoreError::Io { .. }
+        | StoreError::Failed { .. }
+        | StoreError::BadPartitionConfig { .. }
+        | StoreError::CorruptCommand { .. }
+        | StoreError::ReplayGap { .. } => KAFKA_STORAGE_ERROR,
+        StoreError::InvalidPartitionNumber(_) => INVALID_PARTITIONS,
+    }
+}

@@ -1,0 +1,24 @@
+//! weir's Kafka front end: the Kafka wire protocol over TCP, translated to calls on the
+//! protocol-neutral [`weir_core::Broker`]. Every request and response goes through the
+//! `kafka-protocol` crate's codecs; record batches pass through as the bytes the producer
+//! sent and the log stored.
+//!
+//! # Layout
+//! - `server`: the listener — accepts connections up to a cap, one task each.
+//! - `connection`: framing (size-prefixed frames, bounded size and time), header decoding,
+//!   responses in request order.
+//! - [`api`]: one file per Kafka API (`api/produce.rs`, …) and the table of versions weir
+//!   supports; [`api::dispatch`] routes a decoded request to its handler.
+//! - `errors`: core errors as Kafka error codes.
+//!
+//! # What it deliberately does not do
+//! No file access and no storage logic: it calls the broker core. Nothing a client sends
+//! can panic it: a malformed request gets an error code or a closed connection.
+
+pub mod api;
+mod connection;
+pub mod errors;
+pub mod limits;
+mod server;
+
+pub use server::{KafkaConfig, serve};

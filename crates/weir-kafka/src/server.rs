@@ -1,0 +1,58 @@
+//! The Kafka listener: accepts connections up to [`CONNECTIONS_MAX`], one task each.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use weir_core::Broker;
+
+use crate::api::Context;
+use crate::connection;
+use crate::limits::CONNECTIONS_MAX;
+
+/// What the Kafka front end tells clients about this broker.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// Host and port clients are told to connect to (Metadata's broker list).
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    pub node_id: i32,
+    pub cluster_id: String,
+}
+
+/// Serves Kafka clients on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    config: KafkaConfig,
+    shutdown: impl Future<Output = ()>,
+) {
+    let context = Arc::new(Context { broker, config });
+    let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "connection limit reached; closing the new connection");
+            continue;
+        };
+        let context = context.clone();
+        tokio::spawn(async move {
+            if let Err(error) = connection::run(stream, &context).await {
+                tracing::debug!(%peer, %error, "connection closed");
+            }
+            drop(permit);
+        });
+    }
+}
