@@ -34,3 +34,6 @@ pub mod partition;
 pub mod store;
 pub mod topic_config;
 pub mod wal;
+
+#[cfg(test)]
+mod test_rng;

@@ -35,16 +35,9 @@ fn payload_for(index: u64) -> Vec<u8> {
         .collect()
 }
 
-/// A small xorshift generator: the test's randomness comes from a printed seed.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
+#[path = "common/rng.rs"]
+mod rng;
+use rng::Rng;
 
 #[test]
 fn sigkill_loses_no_acknowledged_entry() {

@@ -471,26 +471,7 @@ mod tests {
     const RETENTION_MS: i64 = 10_000;
     const ATTR_LOG_APPEND_TIME: i16 = 0x08;
     const ATTR_CONTROL_TXN: i16 = 0x30;
-
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-
-        fn one_in(&mut self, n: u64) -> bool {
-            self.below(n) == 0
-        }
-    }
+    use crate::test_rng::Rng;
 
     struct InputBatch {
         bytes: Vec<u8>,
