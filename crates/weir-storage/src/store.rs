@@ -389,6 +389,17 @@ impl Store {
             .ok_or_else(|| StoreError::UnknownPartition(id.clone()))
     }
 
+    /// Runs `f` on the partition's state under its lock; partition errors name `id`.
+    fn with_state<R>(
+        &self,
+        id: &TopicPartition,
+        f: impl FnOnce(&PartitionState) -> Result<R, PartitionError>,
+    ) -> Result<R, StoreError> {
+        let partition = self.partition(id)?;
+        let state = lock(&partition.state);
+        f(&state).map_err(StoreError::partition(id))
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -476,9 +487,7 @@ impl Store {
 
     /// The partition's settings.
     pub fn topic_config(&self, id: &TopicPartition) -> Result<TopicConfig, StoreError> {
-        let partition = self.partition(id)?;
-        let state = lock(&partition.state);
-        Ok(state.config.clone())
+        self.with_state(id, |state| Ok(state.config.clone()))
     }
 
     /// Replaces the partition's settings; they take effect at once.
@@ -604,22 +613,19 @@ impl Store {
         offset: i64,
         max_bytes: u32,
     ) -> Result<Option<ReadSlice>, StoreError> {
-        let partition = self.partition(id)?;
-        let state = lock(&partition.state);
-        let upper_bound = state.log.high_watermark();
-        state
-            .log
-            .read(offset, upper_bound, max_bytes)
-            .map_err(StoreError::partition(id))
+        self.with_state(id, |state| {
+            let upper_bound = state.log.high_watermark();
+            state.log.read(offset, upper_bound, max_bytes)
+        })
     }
 
     pub fn offsets(&self, id: &TopicPartition) -> Result<PartitionOffsets, StoreError> {
-        let partition = self.partition(id)?;
-        let state = lock(&partition.state);
-        Ok(PartitionOffsets {
-            log_start_offset: state.log.log_start_offset(),
-            log_end_offset: state.log.log_end_offset(),
-            high_watermark: state.log.high_watermark(),
+        self.with_state(id, |state| {
+            Ok(PartitionOffsets {
+                log_start_offset: state.log.log_start_offset(),
+                log_end_offset: state.log.log_end_offset(),
+                high_watermark: state.log.high_watermark(),
+            })
         })
     }
 
@@ -629,19 +635,12 @@ impl Store {
         id: &TopicPartition,
         timestamp_ms: i64,
     ) -> Result<Option<(i64, i64)>, StoreError> {
-        let partition = self.partition(id)?;
-        let state = lock(&partition.state);
-        state
-            .log
-            .offset_for_timestamp(timestamp_ms)
-            .map_err(StoreError::partition(id))
+        self.with_state(id, |state| state.log.offset_for_timestamp(timestamp_ms))
     }
 
     /// Offset and timestamp of the record with the largest timestamp.
     pub fn max_timestamp(&self, id: &TopicPartition) -> Result<Option<(i64, i64)>, StoreError> {
-        let partition = self.partition(id)?;
-        let state = lock(&partition.state);
-        Ok(state.log.max_timestamp())
+        self.with_state(id, |state| Ok(state.log.max_timestamp()))
     }
 
     /// Offsets of records carrying `key` (record key or a `KEYS` header word).
@@ -652,12 +651,7 @@ impl Store {
         time_range_ms: Option<(i64, i64)>,
         limit: usize,
     ) -> Result<Vec<i64>, StoreError> {
-        let partition = self.partition(id)?;
-        let state = lock(&partition.state);
-        state
-            .log
-            .find_by_key(key, time_range_ms, limit)
-            .map_err(StoreError::partition(id))
+        self.with_state(id, |state| state.log.find_by_key(key, time_range_ms, limit))
     }
 
     /// Offsets at or after `from_offset` of records whose tag hash is one of `hashes`.
@@ -668,12 +662,9 @@ impl Store {
         hashes: &[i32],
         limit: usize,
     ) -> Result<Vec<i64>, StoreError> {
-        let partition = self.partition(id)?;
-        let state = lock(&partition.state);
-        state
-            .log
-            .find_by_tags(from_offset, hashes, limit)
-            .map_err(StoreError::partition(id))
+        self.with_state(id, |state| {
+            state.log.find_by_tags(from_offset, hashes, limit)
+        })
     }
 
     /// Kafka's DeleteRecords: advances the log start offset to `offset` (−1: the high
