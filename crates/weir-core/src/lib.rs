@@ -11,6 +11,7 @@
 //! Readers wait for appends through [`event_listener`] listeners, which any executor can
 //! poll. Time and topic ids are passed in.
 
+pub mod append_wait;
 pub mod broker;
 pub mod catalog;
 
