@@ -13,6 +13,7 @@
 
 pub mod broker;
 pub mod catalog;
+mod log_dirs;
 
 pub use broker::{Broker, BrokerConfig, CoreError};
 pub use catalog::{TopicId, TopicInfo};
