@@ -14,6 +14,7 @@
 pub mod append_wait;
 pub mod broker;
 pub mod catalog;
+mod log_dirs;
 
 pub use broker::{Broker, BrokerConfig, CoreError};
 pub use catalog::{TopicId, TopicInfo};
