@@ -629,6 +629,11 @@ impl Store {
         })
     }
 
+    /// Bytes the partition's segments hold.
+    pub fn size_bytes(&self, id: &TopicPartition) -> Result<u64, StoreError> {
+        self.with_state(id, |state| Ok(state.log.size_bytes()))
+    }
+
     /// First offset whose timestamp is at least `timestamp_ms`, with that timestamp.
     pub fn offset_for_timestamp(
         &self,

@@ -13,7 +13,7 @@ use weir_storage::store::TopicPartition;
 
 use super::Context;
 use super::metadata::topic_name;
-use crate::errors::{KAFKA_STORAGE_ERROR, NONE};
+use crate::errors::NONE;
 
 /// A volume size nobody measured (Kafka's default for `total_bytes` / `usable_bytes`).
 const BYTES_UNKNOWN: i64 = -1;
@@ -40,7 +40,6 @@ pub fn handle(
             })
             .collect(),
     };
-    let mut error_code = NONE;
     let mut topics = Vec::with_capacity(wanted.len());
     for (info, partitions) in wanted {
         let indexes: Vec<i32> = match partitions {
@@ -53,16 +52,11 @@ pub fn handle(
         let mut described = Vec::with_capacity(indexes.len());
         for index in indexes {
             let id = TopicPartition::new(info.name.clone(), index);
-            let size = match context.broker.partition_size_bytes(&id) {
-                Ok(Some(bytes)) => i64::try_from(bytes).unwrap_or(i64::MAX),
+            let Some(bytes) = context.broker.partition_size_bytes(&id) else {
                 // Deleted since the topic was listed.
-                Ok(None) => continue,
-                Err(e) => {
-                    tracing::warn!(partition = %id, error = %e, "reading a partition's size failed");
-                    error_code = KAFKA_STORAGE_ERROR;
-                    continue;
-                }
+                continue;
             };
+            let size = i64::try_from(bytes).unwrap_or(i64::MAX);
             described.push(
                 DescribeLogDirsPartition::default()
                     .with_partition_index(index)
@@ -80,7 +74,7 @@ pub fn handle(
     let dir = context.broker.data_dir();
     let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     let result = DescribeLogDirsResult::default()
-        .with_error_code(error_code)
+        .with_error_code(NONE)
         .with_log_dir(StrBytes::from_string(dir.display().to_string()))
         .with_topics(topics)
         .with_total_bytes(BYTES_UNKNOWN)

@@ -72,23 +72,30 @@ pub async fn dispatch(context: &Context, header: &RequestHeader, request: Reques
         Rq::Produce(r) => return produce::handle(context, header, r).await,
         Rq::Fetch(r) => Rs::Fetch(fetch::handle(context, header, r).await),
         Rq::ListOffsets(r) => Rs::ListOffsets(list_offsets::handle(context, header, r)),
-        Rq::Metadata(r) => Rs::Metadata(metadata::handle(context, header, r)),
         Rq::ApiVersions(r) => Rs::ApiVersions(api_versions::handle(context, header, r)),
-        Rq::CreateTopics(r) => Rs::CreateTopics(create_topics::handle(context, header, r)),
-        Rq::DeleteTopics(r) => Rs::DeleteTopics(delete_topics::handle(context, header, r)),
         Rq::DeleteRecords(r) => Rs::DeleteRecords(delete_records::handle(context, header, r)),
         Rq::DescribeConfigs(r) => Rs::DescribeConfigs(describe_configs::handle(context, header, r)),
-        Rq::AlterConfigs(r) => Rs::AlterConfigs(alter_configs::handle(context, header, r)),
         Rq::DescribeLogDirs(r) => {
             Rs::DescribeLogDirs(describe_log_dirs::handle(context, header, r))
         }
-        Rq::CreatePartitions(r) => {
-            Rs::CreatePartitions(create_partitions::handle(context, header, r))
-        }
-        Rq::IncrementalAlterConfigs(r) => {
-            Rs::IncrementalAlterConfigs(incremental_alter_configs::handle(context, header, r))
-        }
         Rq::DescribeCluster(r) => Rs::DescribeCluster(describe_cluster::handle(context, header, r)),
+        // These may create or delete partitions or rewrite configs: fsyncs of many files.
+        Rq::Metadata(r) => Rs::Metadata(blocking(|| metadata::handle(context, header, r))),
+        Rq::CreateTopics(r) => {
+            Rs::CreateTopics(blocking(|| create_topics::handle(context, header, r)))
+        }
+        Rq::DeleteTopics(r) => {
+            Rs::DeleteTopics(blocking(|| delete_topics::handle(context, header, r)))
+        }
+        Rq::AlterConfigs(r) => {
+            Rs::AlterConfigs(blocking(|| alter_configs::handle(context, header, r)))
+        }
+        Rq::CreatePartitions(r) => {
+            Rs::CreatePartitions(blocking(|| create_partitions::handle(context, header, r)))
+        }
+        Rq::IncrementalAlterConfigs(r) => Rs::IncrementalAlterConfigs(blocking(|| {
+            incremental_alter_configs::handle(context, header, r)
+        })),
         // The connection only decodes supported APIs (see SUPPORTED).
         other => {
             tracing::error!(api = ?other, "dispatched an API that is not in SUPPORTED");
@@ -96,4 +103,15 @@ pub async fn dispatch(context: &Context, header: &RequestHeader, request: Reques
         }
     };
     Outcome::Respond(Box::new(response))
+}
+
+/// Runs a handler that may spend a while in fsyncs (creating a topic of many partitions)
+/// without stalling the other connections of its runtime thread: on a multi-threaded
+/// runtime the thread hands its other tasks off first.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
