@@ -320,6 +320,35 @@ mod tests {
         assert_eq!(frame.len(), len);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_stops_mid_frame_is_closed_at_the_frame_deadline() {
+        let (mut client, mut server) = tokio::io::duplex(1024);
+        client.write_all(&100i32.to_be_bytes()).await.expect("size");
+        client
+            .write_all(&[0u8; 10])
+            .await
+            .expect("ten of 100 bytes");
+        let budget = Semaphore::new(FRAME_BYTES_IN_FLIGHT_MAX);
+        let started = tokio::time::Instant::now();
+        let err = read_frame(&mut server, &budget).await.expect_err("stalled");
+        assert!(matches!(err, ConnectionError::FrameTimeout), "{err}");
+        assert!(started.elapsed() >= FRAME_READ_TIMEOUT);
+        // The stalled frame's share of the budget is back.
+        assert_eq!(budget.available_permits(), FRAME_BYTES_IN_FLIGHT_MAX);
+        drop(client);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_peer_is_closed_when_idle_too_long() {
+        let (client, mut server) = tokio::io::duplex(1024);
+        let budget = Semaphore::new(FRAME_BYTES_IN_FLIGHT_MAX);
+        let started = tokio::time::Instant::now();
+        let err = read_frame(&mut server, &budget).await.expect_err("idle");
+        assert!(matches!(err, ConnectionError::Idle), "{err}");
+        assert!(started.elapsed() >= CONNECTION_IDLE_MAX);
+        drop(client);
+    }
+
     #[test]
     fn a_short_frame_is_refused_without_indexing() {
         for len in 0..8 {
