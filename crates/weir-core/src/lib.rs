@@ -11,8 +11,10 @@
 //! Readers wait for appends through [`event_listener`] listeners, which any executor can
 //! poll. Time and topic ids are passed in.
 
+pub mod append_wait;
 pub mod broker;
 pub mod catalog;
+mod log_dirs;
 
 pub use broker::{Broker, BrokerConfig, CoreError};
 pub use catalog::{TopicId, TopicInfo};

@@ -1,26 +1,42 @@
-//! One client connection: read a size-prefixed frame (bounded in size and in time), decode
-//! its header and body, dispatch, write the response. Requests are handled one at a time,
-//! as Kafka does, so responses leave in request order.
+//! One client connection: read a size-prefixed frame (bounded in size and in time), check
+//! its wire shape ([`crate::guard`]), decode its header and body, dispatch, write the
+//! response. Requests are handled one at a time, as Kafka does, so responses leave in
+//! request order even when a client pipelines.
+//!
+//! Nothing here trusts the peer: a frame's claimed length only bounds the read, memory
+//! grows with the bytes that actually arrive, and a frame that is malformed in any way
+//! closes the connection (ApiVersions at an unknown version gets error 35 instead).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 
 use crate::api::{self, Context};
-use crate::limits::{FRAME_BYTES_MAX, FRAME_BYTES_MIN, FRAME_READ_TIMEOUT};
+use crate::guard::{self, GuardError};
+use crate::limits::{
+    CONNECTION_IDLE_MAX, FRAME_BYTES_MAX, FRAME_BYTES_MIN, FRAME_CHUNK_BYTES, FRAME_READ_TIMEOUT,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConnectionError {
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
     #[error("frame of {0} bytes is outside [{FRAME_BYTES_MIN}, {FRAME_BYTES_MAX}]")]
-    FrameSize(i64),
+    FrameSize(i32),
     #[error("frame not received within the read timeout")]
     FrameTimeout,
+    #[error("connection idle longer than {CONNECTION_IDLE_MAX:?}")]
+    Idle,
+    #[error("response not written within {CONNECTION_IDLE_MAX:?}")]
+    WriteTimeout,
     #[error("unknown API key {0}")]
     UnknownApiKey(i16),
+    #[error("unsupported version {version} of API key {api_key}")]
+    UnsupportedVersion { api_key: i16, version: i16 },
+    #[error("malformed request: {0}")]
+    Malformed(#[from] GuardError),
     #[error("undecodable request (api key {api_key}, version {version}): {reason}")]
     Decode {
         api_key: i16,
@@ -41,40 +57,71 @@ pub(crate) async fn run(stream: TcpStream, context: &Context) -> Result<(), Conn
         let Some(frame) = read_frame(&mut reader).await? else {
             return Ok(());
         };
-        match handle_frame(frame, context).await? {
-            Some(response) => {
-                writer.write_all(&response).await?;
-                writer.flush().await?;
-            }
-            None => continue,
-        }
+        let Some(response) = handle_frame(frame, context).await? else {
+            continue;
+        };
+        let write = async {
+            writer.write_all(&response).await?;
+            writer.flush().await
+        };
+        tokio::time::timeout(CONNECTION_IDLE_MAX, write)
+            .await
+            .map_err(|_| ConnectionError::WriteTimeout)??;
     }
 }
 
-/// Reads one frame; `None` at a clean end of stream between frames.
-async fn read_frame(
-    reader: &mut tokio::net::tcp::OwnedReadHalf,
+/// Reads one frame body (without its size prefix); `None` at a clean end of stream between
+/// frames.
+pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
 ) -> Result<Option<Bytes>, ConnectionError> {
     let mut size = [0u8; 4];
-    match reader.read_exact(&mut size[..1]).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.into()),
+    // Between frames a client may stay quiet for long (Kafka's connections.max.idle.ms).
+    let first = tokio::time::timeout(CONNECTION_IDLE_MAX, reader.read(&mut size[..1]))
+        .await
+        .map_err(|_| ConnectionError::Idle)??;
+    if first == 0 {
+        return Ok(None);
     }
     let rest = async {
         reader.read_exact(&mut size[1..]).await?;
-        let len = i32::from_be_bytes(size);
-        if len < FRAME_BYTES_MIN as i32 || len as usize > FRAME_BYTES_MAX {
-            return Err(ConnectionError::FrameSize(i64::from(len)));
-        }
-        let mut frame = BytesMut::zeroed(len as usize);
-        reader.read_exact(&mut frame).await?;
-        Ok(frame.freeze())
+        let claimed = i32::from_be_bytes(size);
+        let len = usize::try_from(claimed)
+            .ok()
+            .filter(|len| (FRAME_BYTES_MIN..=FRAME_BYTES_MAX).contains(len))
+            .ok_or(ConnectionError::FrameSize(claimed))?;
+        read_body(reader, len).await
     };
-    match tokio::time::timeout(FRAME_READ_TIMEOUT, rest).await {
-        Ok(frame) => frame.map(Some),
-        Err(_) => Err(ConnectionError::FrameTimeout),
+    tokio::time::timeout(FRAME_READ_TIMEOUT, rest)
+        .await
+        .map_err(|_| ConnectionError::FrameTimeout)?
+        .map(Some)
+}
+
+/// Reads `len` bytes, growing the buffer only as bytes arrive: a peer that claims 100 MiB
+/// and sends 10 bytes costs [`FRAME_CHUNK_BYTES`], not 100 MiB.
+async fn read_body<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    len: usize,
+) -> Result<Bytes, ConnectionError> {
+    let mut body: Vec<u8> = Vec::with_capacity(len.min(FRAME_CHUNK_BYTES));
+    while body.len() < len {
+        if body.len() == body.capacity() {
+            // Double, so a large frame costs few copies, but never past the claimed length.
+            let target = body
+                .capacity()
+                .saturating_mul(2)
+                .clamp(FRAME_CHUNK_BYTES, len);
+            body.reserve_exact(target - body.len());
+        }
+        let room = body.capacity() - body.len();
+        let limit = u64::try_from(room).unwrap_or(u64::MAX);
+        let read = (&mut *reader).take(limit).read_buf(&mut body).await?;
+        if read == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
     }
+    Ok(Bytes::from(body))
 }
 
 /// Decodes and handles one request frame; returns the response frame to send, if any.
@@ -82,23 +129,18 @@ async fn handle_frame(
     mut frame: Bytes,
     context: &Context,
 ) -> Result<Option<Bytes>, ConnectionError> {
-    // The frame holds at least FRAME_BYTES_MIN bytes: key, version, correlation id.
-    let api_key = i16::from_be_bytes([frame[0], frame[1]]);
-    let version = i16::from_be_bytes([frame[2], frame[3]]);
-    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
-    let key = ApiKey::try_from(api_key).map_err(|_| ConnectionError::UnknownApiKey(api_key))?;
+    let (key, version, correlation_id) = peek_header(&frame)?;
+    let api_key = key as i16;
     if !api::is_supported(key, version) {
         if key == ApiKey::ApiVersions {
             // KIP-511: answer an unknown ApiVersions version with v0 and error 35.
             let response = api::api_versions::unsupported_version_response();
             return encode_response(key, 0, correlation_id, response).map(Some);
         }
-        return Err(ConnectionError::Decode {
-            api_key,
-            version,
-            reason: "unsupported version".to_string(),
-        });
+        return Err(ConnectionError::UnsupportedVersion { api_key, version });
     }
+    // Before the decoder sees a single count: see `guard` for why.
+    let walked = guard::check_request(&frame)?;
     let decode_err = |reason: String| ConnectionError::Decode {
         api_key,
         version,
@@ -113,6 +155,7 @@ async fn handle_frame(
             api_key,
             version,
             trailing = frame.remaining(),
+            walked = walked.consumed,
             "trailing bytes after request"
         );
     }
@@ -123,6 +166,17 @@ async fn handle_frame(
         api::Outcome::NoResponse => Ok(None),
         api::Outcome::Close => Err(ConnectionError::AcksZeroFailed),
     }
+}
+
+/// The API key, version and correlation id every request starts with.
+fn peek_header(frame: &[u8]) -> Result<(ApiKey, i16, i32), ConnectionError> {
+    let short = || ConnectionError::FrameSize(i32::try_from(frame.len()).unwrap_or(i32::MAX));
+    let field = |range: std::ops::Range<usize>| frame.get(range).ok_or_else(short);
+    let api_key = i16::from_be_bytes(field(0..2)?.try_into().map_err(|_| short())?);
+    let version = i16::from_be_bytes(field(2..4)?.try_into().map_err(|_| short())?);
+    let correlation_id = i32::from_be_bytes(field(4..8)?.try_into().map_err(|_| short())?);
+    let key = ApiKey::try_from(api_key).map_err(|_| ConnectionError::UnknownApiKey(api_key))?;
+    Ok((key, version, correlation_id))
 }
 
 fn encode_response(
@@ -146,4 +200,64 @@ fn encode_response(
         .map_err(|_| ConnectionError::Encode("response too large".into()))?;
     body[..4].copy_from_slice(&len.to_be_bytes());
     Ok(body.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_claimed_length_is_not_allocated_before_its_bytes_arrive() {
+        // 100 MiB claimed, 10 bytes sent, then end of stream.
+        let mut input = Vec::from((FRAME_BYTES_MAX as i32).to_be_bytes());
+        input.extend_from_slice(&[0u8; 10]);
+        let mut reader = &input[..];
+        let err = read_frame(&mut reader).await.expect_err("truncated frame");
+        assert!(
+            matches!(&err, ConnectionError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn frames_grow_across_chunks_and_keep_their_bytes() {
+        let len = FRAME_CHUNK_BYTES * 3 + 17;
+        let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let mut input = Vec::from((len as i32).to_be_bytes());
+        input.extend_from_slice(&payload);
+        input.extend_from_slice(&9i32.to_be_bytes()); // the next frame's prefix, unread
+        let mut reader = &input[..];
+        let frame = read_frame(&mut reader).await.expect("read").expect("frame");
+        assert_eq!(&frame[..], &payload[..]);
+        assert_eq!(reader.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn sizes_outside_the_bounds_are_refused() {
+        for claimed in [i32::MIN, -1, 0, 7, FRAME_BYTES_MAX as i32 + 1, i32::MAX] {
+            let input = claimed.to_be_bytes();
+            let mut reader = &input[..];
+            let err = read_frame(&mut reader).await.expect_err("bad size");
+            assert!(
+                matches!(err, ConnectionError::FrameSize(c) if c == claimed),
+                "{err}"
+            );
+        }
+        let mut empty: &[u8] = &[];
+        assert!(read_frame(&mut empty).await.expect("eof").is_none());
+    }
+
+    #[test]
+    fn a_short_frame_is_refused_without_indexing() {
+        for len in 0..8 {
+            let frame = vec![0u8; len];
+            assert!(peek_header(&frame).is_err());
+        }
+        let (key, version, correlation) = peek_header(&[0, 18, 0, 3, 0, 0, 0, 7]).expect("header");
+        assert_eq!((key, version, correlation), (ApiKey::ApiVersions, 3, 7));
+        assert!(matches!(
+            peek_header(&[0x7f, 0, 0, 0, 0, 0, 0, 0]),
+            Err(ConnectionError::UnknownApiKey(0x7f00))
+        ));
+    }
 }

@@ -7,6 +7,8 @@
 //! - `server`: the listener — accepts connections up to a cap, one task each.
 //! - `connection`: framing (size-prefixed frames, bounded size and time), header decoding,
 //!   responses in request order.
+//! - [`guard`]: walks a request's wire shape before it is decoded, so no count or length
+//!   from the wire makes the decoder allocate for bytes that are not there.
 //! - [`api`]: one file per Kafka API (`api/produce.rs`, …) and the table of versions weir
 //!   supports; [`api::dispatch`] routes a decoded request to its handler.
 //! - `errors`: core errors as Kafka error codes.
@@ -18,6 +20,7 @@
 pub mod api;
 mod connection;
 pub mod errors;
+pub mod guard;
 pub mod limits;
 mod server;
 

@@ -9,7 +9,7 @@ use weir_core::Broker;
 
 use crate::api::Context;
 use crate::connection;
-use crate::limits::CONNECTIONS_MAX;
+use crate::limits::{ACCEPT_ERROR_BACKOFF, CONNECTIONS_MAX};
 
 /// What the Kafka front end tells clients about this broker.
 #[derive(Debug, Clone)]
@@ -40,6 +40,7 @@ pub async fn serve(
             Ok(accepted) => accepted,
             Err(error) => {
                 tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
                 continue;
             }
         };

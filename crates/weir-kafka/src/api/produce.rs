@@ -1,16 +1,528 @@
-//! STUB: Produce — to be implemented.
+//! Produce (v3–11): appends each partition's record batch, as the producer sent it, to the
+//! partition log. The store validates the batch (CRC, framing, every codec, size against
+//! `max.message.bytes`) and stamps offsets (and LogAppendTime when the topic asks).
+//!
+//! - Unknown topics are auto-created when `auto.create.topics.enable` is on, and the
+//!   produce then succeeds (Kafka itself only creates on Metadata; clients accept both).
+//! - v3+ carries exactly one batch per partition; anything else is INVALID_RECORD.
+//! - acks 0: no response, the connection is closed if any partition failed (so the
+//!   producer notices); acks 1: answer once appended; acks −1: answer once the append is
+//!   durable under the topic's flush policy — every partition's append is started first,
+//!   then their fsync waits are awaited together, never blocking the task on an fsync.
+//! - Batches with a producer id are appended as they are: idempotence and transactions
+//!   are not advertised yet (no InitProducerId), so well-behaved clients send none.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, RequestHeader, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
+use tokio::sync::oneshot;
+use weir_core::{CoreError, TopicId};
+use weir_storage::batch;
+use weir_storage::store::{Appended, TopicPartition};
+use weir_storage::topic_config::FlushPolicy;
+use weir_storage::wal::WalError;
 
 use super::{Context, Outcome};
+use crate::errors;
 
-pub async fn handle(
-    _context: &Context,
-    _header: &RequestHeader,
-    request: ProduceRequest,
-) -> Outcome {
-    if request.acks == 0 {
-        return Outcome::NoResponse;
+/// First version with `log_start_offset` in the response.
+const LOG_START_OFFSET_VERSION: i16 = 5;
+/// First version with a per-partition `error_message` in the response.
+const ERROR_MESSAGE_VERSION: i16 = 8;
+
+pub async fn handle(context: &Context, header: &RequestHeader, request: ProduceRequest) -> Outcome {
+    let version = header.request_api_version;
+    let acks = request.acks;
+    if !matches!(acks, 0 | 1 | -1) {
+        let response = refuse_all(&request, errors::INVALID_REQUIRED_ACKS, version);
+        return Outcome::Respond(Box::new(ResponseKind::Produce(response)));
     }
-    Outcome::Respond(Box::new(ResponseKind::Produce(ProduceResponse::default())))
+    let now_ms = now_ms();
+    let mut failed = false;
+    // (topic index, partition index, durability wait) for acks=-1 on `sync` topics.
+    let mut durability: Vec<(usize, usize, oneshot::Receiver<Result<(), WalError>>)> = Vec::new();
+    let mut responses = Vec::with_capacity(request.topic_data.len());
+    for (topic_slot, topic) in request.topic_data.into_iter().enumerate() {
+        let mut partitions = Vec::with_capacity(topic.partition_data.len());
+        for (partition_slot, data) in topic.partition_data.into_iter().enumerate() {
+            let result = produce_partition(context, &topic.name, data.index, data.records, now_ms);
+            let response = match result {
+                Ok(appended) => {
+                    if acks == -1 && appended.flush == FlushPolicy::Sync {
+                        let (tx, rx) = oneshot::channel();
+                        context.broker.store().on_durable(
+                            &appended,
+                            Box::new(move |r| {
+                                let _ = tx.send(r);
+                            }),
+                        );
+                        durability.push((topic_slot, partition_slot, rx));
+                    }
+                    success(data.index, &appended, version)
+                }
+                Err(refusal) => {
+                    failed = true;
+                    tracing::debug!(
+                        topic = %topic.name.0, partition = data.index,
+                        code = refusal.code, reason = %refusal.message, "produce refused"
+                    );
+                    failure(data.index, refusal, version)
+                }
+            };
+            partitions.push(response);
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(topic.name)
+                .with_partition_responses(partitions),
+        );
+    }
+    if acks == 0 {
+        return if failed {
+            Outcome::Close
+        } else {
+            Outcome::NoResponse
+        };
+    }
+    // The appends are all in flight: awaiting them one after another waits as long as the
+    // slowest, and the WAL's group commit covers them with as few fsyncs as it can.
+    for (topic_slot, partition_slot, rx) in durability {
+        let outcome = match rx.await {
+            Ok(Ok(())) => continue,
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => "the write-ahead log closed before the append was durable".to_string(),
+        };
+        tracing::warn!(error = %outcome, "acks=-1 produce not made durable");
+        if let Some(slot) = responses
+            .get_mut(topic_slot)
+            .and_then(|t| t.partition_responses.get_mut(partition_slot))
+        {
+            let refusal = Refusal {
+                code: errors::KAFKA_STORAGE_ERROR,
+                message: outcome,
+            };
+            *slot = failure(slot.index, refusal, version);
+        }
+    }
+    let response = ProduceResponse::default().with_responses(responses);
+    Outcome::Respond(Box::new(ResponseKind::Produce(response)))
+}
+
+/// Why a partition's records were not appended: the Kafka error code and a message for
+/// clients that show one (v8+).
+struct Refusal {
+    code: i16,
+    message: String,
+}
+
+impl Refusal {
+    fn new(code: i16, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn core(error: &CoreError) -> Self {
+        Self::new(errors::code(error), error.to_string())
+    }
+}
+
+fn produce_partition(
+    context: &Context,
+    topic: &str,
+    partition: i32,
+    records: Option<Bytes>,
+    now_ms: i64,
+) -> Result<Appended, Refusal> {
+    let records = records.unwrap_or_default();
+    check_one_batch(&records)?;
+    let broker = &context.broker;
+    let id = TopicPartition::new(topic, partition);
+    match broker.append(&id, &records, now_ms) {
+        Err(CoreError::UnknownPartition(_)) if broker.topic(topic).is_none() => {
+            let new_id = TopicId(*uuid::Uuid::new_v4().as_bytes());
+            match broker.topic_or_auto_create(topic, new_id) {
+                Ok(Some(created)) if (0..created.partitions).contains(&partition) => broker
+                    .append(&id, &records, now_ms)
+                    .map_err(|e| Refusal::core(&e)),
+                Ok(_) => Err(Refusal::new(
+                    errors::UNKNOWN_TOPIC_OR_PARTITION,
+                    format!("unknown topic or partition {id}"),
+                )),
+                Err(error) => Err(Refusal::core(&error)),
+            }
+        }
+        other => other.map_err(|e| Refusal::core(&e)),
+    }
+}
+
+/// Produce v3+ carries exactly one record batch per partition (Kafka's
+/// `ProduceRequest.validateRecords`). Only the headers are walked here; the store checks the
+/// batch itself.
+fn check_one_batch(records: &[u8]) -> Result<(), Refusal> {
+    let mut walk = batch::headers(records);
+    match (walk.next(), walk.next()) {
+        (None, _) => Err(Refusal::new(
+            errors::INVALID_RECORD,
+            "produce v3+ needs exactly one record batch per partition; none was sent",
+        )),
+        (Some(Ok(_)), Some(Ok(_))) => Err(Refusal::new(
+            errors::INVALID_RECORD,
+            "produce v3+ needs exactly one record batch per partition; more were sent",
+        )),
+        (Some(Ok(_)), Some(Err(error))) => Err(Refusal::new(
+            errors::CORRUPT_MESSAGE,
+            format!("bytes after the record batch: {error}"),
+        )),
+        // One batch, or a damaged first header that the store's validation reports.
+        _ => Ok(()),
+    }
+}
+
+fn success(index: i32, appended: &Appended, version: i16) -> PartitionProduceResponse {
+    let mut response = PartitionProduceResponse::default()
+        .with_index(index)
+        .with_base_offset(appended.base_offset)
+        .with_log_append_time_ms(appended.log_append_time_ms.unwrap_or(-1));
+    if version >= LOG_START_OFFSET_VERSION {
+        response.log_start_offset = appended.log_start_offset;
+    }
+    response
+}
+
+fn failure(index: i32, refusal: Refusal, version: i16) -> PartitionProduceResponse {
+    let mut response = PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(refusal.code)
+        .with_base_offset(-1);
+    if version >= ERROR_MESSAGE_VERSION {
+        response.error_message = Some(StrBytes::from_string(refusal.message));
+    }
+    response
+}
+
+/// Every partition of the request answered with `code` (a request-wide problem).
+fn refuse_all(request: &ProduceRequest, code: i16, version: i16) -> ProduceResponse {
+    let responses = request
+        .topic_data
+        .iter()
+        .map(|topic| {
+            let partitions = topic
+                .partition_data
+                .iter()
+                .map(|p| failure(p.index, Refusal::new(code, "request refused"), version))
+                .collect();
+            TopicProduceResponse::default()
+                .with_name(topic.name.clone())
+                .with_partition_responses(partitions)
+        })
+        .collect();
+    ProduceResponse::default().with_responses(responses)
+}
+
+/// Wall-clock milliseconds: the append time the store stamps (the front end reads the
+/// clock, the store takes time as an argument).
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Helpers for the data-path tests (produce, fetch, list offsets, delete records): a real
+/// broker in a temporary directory and requests built the way clients build them.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{
+        ProduceRequest, ProduceResponse, RequestHeader, ResponseKind, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    use weir_core::{Broker, BrokerConfig, TopicId};
+    use weir_storage::batch::BatchBuilder;
+    use weir_storage::store::StoreConfig;
+
+    use crate::api::{Context, Outcome};
+    use crate::server::KafkaConfig;
+
+    pub struct Harness {
+        pub context: Context,
+        _dir: tempfile::TempDir,
+    }
+
+    pub fn harness_with(config: BrokerConfig) -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (broker, _) =
+            Broker::open(dir.path(), StoreConfig::default(), config, 0).expect("open broker");
+        let context = Context {
+            broker: Arc::new(broker),
+            config: KafkaConfig {
+                advertised_host: "127.0.0.1".into(),
+                advertised_port: 9092,
+                node_id: 0,
+                cluster_id: "test".into(),
+            },
+        };
+        Harness { context, _dir: dir }
+    }
+
+    pub fn harness() -> Harness {
+        harness_with(BrokerConfig::default())
+    }
+
+    impl Harness {
+        pub fn create(&self, name: &str, partitions: i32, configs: &[(&str, &str)]) -> TopicId {
+            let id = TopicId(*uuid::Uuid::new_v4().as_bytes());
+            let configs: Vec<(String, String)> = configs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            self.context
+                .broker
+                .create_topic(name, id, partitions, &configs, false)
+                .expect("create topic");
+            id
+        }
+
+        /// Produces one batch of `values` (timestamps as given) with acks=-1 at `version`.
+        pub async fn produce(
+            &self,
+            topic: &str,
+            partition: i32,
+            records: &[(i64, &[u8])],
+            version: i16,
+        ) -> ProduceResponse {
+            let request = produce_request(topic, partition, Some(batch(records)), -1);
+            match super::handle(&self.context, &header(version), request).await {
+                Outcome::Respond(response) => match *response {
+                    ResponseKind::Produce(response) => response,
+                    other => panic!("not a produce response: {other:?}"),
+                },
+                Outcome::NoResponse | Outcome::Close => panic!("acks=-1 must respond"),
+            }
+        }
+    }
+
+    pub fn header(version: i16) -> RequestHeader {
+        RequestHeader::default().with_request_api_version(version)
+    }
+
+    pub fn topic_name(name: &str) -> TopicName {
+        TopicName(StrBytes::from_string(name.to_string()))
+    }
+
+    /// One v2 batch, as a producer builds it (base offset 0).
+    pub fn batch(records: &[(i64, &[u8])]) -> Bytes {
+        let first = records.first().map_or(0, |r| r.0);
+        let mut builder = BatchBuilder::new(0, first);
+        for (timestamp, value) in records {
+            builder.push(*timestamp, Some(b"key"), Some(value), &[("h", Some(b"1"))]);
+        }
+        Bytes::from(builder.build())
+    }
+
+    pub fn produce_request(
+        topic: &str,
+        partition: i32,
+        records: Option<Bytes>,
+        acks: i16,
+    ) -> ProduceRequest {
+        ProduceRequest::default()
+            .with_acks(acks)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_name(topic_name(topic))
+                    .with_partition_data(vec![
+                        PartitionProduceData::default()
+                            .with_index(partition)
+                            .with_records(records),
+                    ]),
+            ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+    use super::*;
+    use weir_core::BrokerConfig;
+
+    async fn respond(h: &Harness, request: ProduceRequest, version: i16) -> ProduceResponse {
+        match handle(&h.context, &header(version), request).await {
+            Outcome::Respond(response) => match *response {
+                ResponseKind::Produce(response) => response,
+                other => panic!("not a produce response: {other:?}"),
+            },
+            Outcome::NoResponse => panic!("no response"),
+            Outcome::Close => panic!("closed"),
+        }
+    }
+
+    fn only(response: &ProduceResponse) -> &PartitionProduceResponse {
+        assert_eq!(response.responses.len(), 1);
+        let partitions = &response.responses[0].partition_responses;
+        assert_eq!(partitions.len(), 1);
+        &partitions[0]
+    }
+
+    #[tokio::test]
+    async fn appends_get_consecutive_offsets_and_the_log_start() {
+        let h = harness();
+        h.create("t", 2, &[]);
+        let first = h.produce("t", 1, &[(10, b"a"), (11, b"b")], 9).await;
+        let p = only(&first);
+        assert_eq!((p.index, p.error_code, p.base_offset), (1, 0, 0));
+        assert_eq!((p.log_append_time_ms, p.log_start_offset), (-1, 0));
+        let second = h.produce("t", 1, &[(12, b"c")], 9).await;
+        assert_eq!(only(&second).base_offset, 2);
+        // Below v5 the log start offset is not part of the response.
+        let old = h.produce("t", 0, &[(12, b"c")], 3).await;
+        assert_eq!(only(&old).log_start_offset, -1);
+    }
+
+    #[tokio::test]
+    async fn log_append_time_topics_answer_with_the_append_time() {
+        let h = harness();
+        h.create("lat", 1, &[("message.timestamp.type", "LogAppendTime")]);
+        let before = now_ms();
+        let response = h.produce("lat", 0, &[(1, b"a")], 7).await;
+        let stamped = only(&response).log_append_time_ms;
+        assert!(stamped >= before && stamped <= now_ms(), "{stamped}");
+    }
+
+    /// One request for partitions 0..n of `topic`, one batch each.
+    fn request_for_partitions(topic: &str, n: i32, acks: i16) -> ProduceRequest {
+        use kafka_protocol::messages::produce_request::PartitionProduceData;
+        let mut request = produce_request(topic, 0, None, acks);
+        request.topic_data[0].partition_data = (0..n)
+            .map(|p| {
+                PartitionProduceData::default()
+                    .with_index(p)
+                    .with_records(Some(batch(&[(1, b"a")])))
+            })
+            .collect();
+        request
+    }
+
+    #[tokio::test]
+    async fn sync_topics_answer_acks_all_after_the_fsync() {
+        let h = harness();
+        h.create("s", 3, &[("flush.policy", "sync")]);
+        let response = respond(&h, request_for_partitions("s", 3, -1), 9).await;
+        let partitions = &response.responses[0].partition_responses;
+        assert_eq!(partitions.len(), 3);
+        assert!(partitions.iter().all(|p| p.error_code == 0 && p.base_offset == 0));
+        let stats = h.context.broker.store().wal().stats();
+        assert!(stats.written_index.is_some());
+        assert!(
+            stats.synced_index >= stats.written_index,
+            "answered before the fsync: {stats:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_fsync_is_a_storage_error_for_acks_all() {
+        let h = harness();
+        h.create("s", 2, &[("flush.policy", "sync")]);
+        h.context.broker.store().wal().fail_next_fsync();
+        let response = respond(&h, request_for_partitions("s", 2, -1), 9).await;
+        for p in &response.responses[0].partition_responses {
+            assert_eq!(p.error_code, errors::KAFKA_STORAGE_ERROR, "{p:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_topics_are_auto_created_unless_disabled() {
+        let h = harness();
+        let response = h.produce("fresh", 3, &[(1, b"a")], 9).await;
+        assert_eq!(only(&response).error_code, 0);
+        assert_eq!(h.context.broker.topic("fresh").expect("created").partitions, 4);
+        // A partition the new topic does not have.
+        let response = h.produce("fresh2", 4, &[(1, b"a")], 9).await;
+        assert_eq!(
+            only(&response).error_code,
+            errors::UNKNOWN_TOPIC_OR_PARTITION
+        );
+
+        let off = harness_with(BrokerConfig {
+            auto_create_topics: false,
+            ..BrokerConfig::default()
+        });
+        let response = off.produce("fresh", 0, &[(1, b"a")], 9).await;
+        let p = only(&response);
+        assert_eq!(p.error_code, errors::UNKNOWN_TOPIC_OR_PARTITION);
+        assert!(p.error_message.is_some(), "v8+ carries a message");
+        assert!(off.context.broker.topic("fresh").is_none());
+    }
+
+    #[tokio::test]
+    async fn exactly_one_batch_per_partition() {
+        let h = harness();
+        h.create("t", 1, &[]);
+        let one = batch(&[(1, b"a")]);
+        let mut two = one.to_vec();
+        two.extend_from_slice(&one);
+        for records in [None, Some(Bytes::new()), Some(Bytes::from(two))] {
+            let response = respond(&h, produce_request("t", 0, records, 1), 9).await;
+            assert_eq!(only(&response).error_code, errors::INVALID_RECORD);
+        }
+        let mut trailing = one.to_vec();
+        trailing.extend_from_slice(&[0; 5]);
+        let response = respond(&h, produce_request("t", 0, Some(trailing.into()), 1), 9).await;
+        assert_eq!(only(&response).error_code, errors::CORRUPT_MESSAGE);
+        let offsets = h.context.broker.store().offsets(&TopicPartition::new("t", 0));
+        assert_eq!(offsets.expect("offsets").log_end_offset, 0, "nothing appended");
+    }
+
+    #[tokio::test]
+    async fn damaged_and_oversized_batches_are_refused_per_partition() {
+        let h = harness();
+        h.create("t", 1, &[("max.message.bytes", "2000")]);
+        let mut damaged = batch(&[(1, b"a")]).to_vec();
+        let last = damaged.len() - 1;
+        damaged[last] ^= 0xff;
+        let response = respond(&h, produce_request("t", 0, Some(damaged.into()), 1), 9).await;
+        assert_eq!(only(&response).error_code, errors::CORRUPT_MESSAGE);
+        let big = vec![7u8; 4000];
+        let response = h.produce("t", 0, &[(1, &big)], 9).await;
+        assert_eq!(only(&response).error_code, errors::MESSAGE_TOO_LARGE);
+        let fine = h.produce("t", 0, &[(1, b"ok")], 9).await;
+        assert_eq!((only(&fine).error_code, only(&fine).base_offset), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn acks_zero_sends_nothing_and_closes_on_failure() {
+        let h = harness();
+        h.create("t", 1, &[]);
+        let ok = produce_request("t", 0, Some(batch(&[(1, b"a")])), 0);
+        assert!(matches!(
+            handle(&h.context, &header(9), ok).await,
+            Outcome::NoResponse
+        ));
+        let bad = produce_request("t", 7, Some(batch(&[(1, b"a")])), 0);
+        assert!(matches!(
+            handle(&h.context, &header(9), bad).await,
+            Outcome::Close
+        ));
+        let offsets = h.context.broker.store().offsets(&TopicPartition::new("t", 0));
+        assert_eq!(offsets.expect("offsets").log_end_offset, 1);
+    }
+
+    #[tokio::test]
+    async fn other_acks_values_are_refused() {
+        let h = harness();
+        h.create("t", 1, &[]);
+        let request = produce_request("t", 0, Some(batch(&[(1, b"a")])), 2);
+        let response = respond(&h, request, 9).await;
+        assert_eq!(only(&response).error_code, errors::INVALID_REQUIRED_ACKS);
+        let offsets = h.context.broker.store().offsets(&TopicPartition::new("t", 0));
+        assert_eq!(offsets.expect("offsets").log_end_offset, 0);
+    }
 }
