@@ -187,7 +187,9 @@ fn read_produce_response(stream: &mut impl Read) -> std::io::Result<(i32, i16, i
     let correlation_id = r.i32()?;
     let topics = r.i32()?;
     if topics != 1 {
-        return Err(std::io::Error::other(format!("{topics} topics in response")));
+        return Err(std::io::Error::other(format!(
+            "{topics} topics in response"
+        )));
     }
     let name_len = usize::try_from(r.i16()?).map_err(std::io::Error::other)?;
     r.skip(name_len)?;
@@ -247,9 +249,7 @@ struct Acked {
 fn produce_until_broken(addr: &str, acked: Arc<Mutex<Vec<Acked>>>) {
     let stream = TcpStream::connect(addr).expect("connect");
     stream.set_nodelay(true).expect("nodelay");
-    stream
-        .set_read_timeout(Some(WAIT))
-        .expect("read timeout");
+    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
     let mut reader = stream.try_clone().expect("clone stream");
     // The writer blocks here when IN_FLIGHT_MAX requests await responses.
     let (pending_tx, pending_rx) = mpsc::sync_channel::<(i32, usize)>(IN_FLIGHT_MAX);
@@ -286,9 +286,13 @@ fn produce_until_broken(addr: &str, acked: Arc<Mutex<Vec<Acked>>>) {
 
 /// Every record of the partition, offset → value, read from the store directly.
 fn stored_values(data: &Path, id: &TopicPartition) -> HashMap<i64, Vec<u8>> {
-    let (broker, _) =
-        Broker::open(data, StoreConfig::default(), BrokerConfig::default(), now_ms())
-            .expect("open the data dir");
+    let (broker, _) = Broker::open(
+        data,
+        StoreConfig::default(),
+        BrokerConfig::default(),
+        now_ms(),
+    )
+    .expect("open the data dir");
     let store = broker.store();
     let high_watermark = store.offsets(id).expect("offsets").high_watermark;
     let mut values = HashMap::new();

@@ -18,7 +18,10 @@ AUTO_PARTITIONS = 4
 
 
 def create_topic(bootstrap, name, partitions, config=None):
-    futures = admin(bootstrap).create_topics(
+    # Keep the client referenced until the futures resolve: a destroyed AdminClient fails
+    # its pending futures with _DESTROY.
+    client = admin(bootstrap)
+    futures = client.create_topics(
         [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})],
         operation_timeout=OP_TIMEOUT_S,
     )
@@ -136,6 +139,7 @@ def test_offsets_for_times(bootstrap, topic_name):
 
 
 def test_admin_create_describe_and_delete_topics(bootstrap, topic_name):
+    adm = admin(bootstrap)
     topic = topic_name()
     create_topic(bootstrap, topic, 3, {"retention.ms": "3600000", "cleanup.policy": "delete"})
     md = metadata(bootstrap, topic).topics[topic]
@@ -149,19 +153,19 @@ def test_admin_create_describe_and_delete_topics(bootstrap, topic_name):
 
     # validate_only creates nothing.
     dry = topic_name("-dry")
-    admin(bootstrap).create_topics([NewTopic(dry, 2, 1)], validate_only=True)[dry].result(OP_TIMEOUT_S)
-    assert dry not in admin(bootstrap).list_topics(timeout=OP_TIMEOUT_S).topics
+    adm.create_topics([NewTopic(dry, 2, 1)], validate_only=True)[dry].result(OP_TIMEOUT_S)
+    assert dry not in adm.list_topics(timeout=OP_TIMEOUT_S).topics
 
     # An unknown config is refused and creates nothing.
     bad = topic_name("-bad")
     with pytest.raises(KafkaException) as raised:
         create_topic(bootstrap, bad, 1, {"no.such.config": "1"})
     assert raised.value.args[0].code() == KafkaError.INVALID_CONFIG
-    assert bad not in admin(bootstrap).list_topics(timeout=OP_TIMEOUT_S).topics
+    assert bad not in adm.list_topics(timeout=OP_TIMEOUT_S).topics
 
     produce_all(producer(bootstrap), topic, [{"value": b"x", "partition": 0}])
-    admin(bootstrap).delete_topics([topic], operation_timeout=OP_TIMEOUT_S)[topic].result(OP_TIMEOUT_S)
-    assert topic not in admin(bootstrap).list_topics(timeout=OP_TIMEOUT_S).topics
+    adm.delete_topics([topic], operation_timeout=OP_TIMEOUT_S)[topic].result(OP_TIMEOUT_S)
+    assert topic not in adm.list_topics(timeout=OP_TIMEOUT_S).topics
 
     # A topic created again under the same name starts empty (the data went with it).
     create_topic(bootstrap, topic, 1)
@@ -169,24 +173,27 @@ def test_admin_create_describe_and_delete_topics(bootstrap, topic_name):
 
 
 def test_admin_create_partitions(bootstrap, topic_name):
+    adm = admin(bootstrap)
     topic = topic_name()
     create_topic(bootstrap, topic, 2)
-    admin(bootstrap).create_partitions([NewPartitions(topic, 5)])[topic].result(OP_TIMEOUT_S)
+    adm.create_partitions([NewPartitions(topic, 5)])[topic].result(OP_TIMEOUT_S)
     assert sorted(metadata(bootstrap, topic).topics[topic].partitions) == [0, 1, 2, 3, 4]
     # The new partitions take writes.
     delivered = produce_all(producer(bootstrap), topic, [{"value": b"new", "partition": 4}])
     assert delivered[0].offset() == 0
     # Shrinking is refused.
     with pytest.raises(KafkaException):
-        admin(bootstrap).create_partitions([NewPartitions(topic, 3)])[topic].result(OP_TIMEOUT_S)
+        adm.create_partitions([NewPartitions(topic, 3)])[topic].result(OP_TIMEOUT_S)
 
 
 def describe_topic_configs(bootstrap, topic):
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
-    return admin(bootstrap).describe_configs([resource])[resource].result(OP_TIMEOUT_S)
+    client = admin(bootstrap)
+    return client.describe_configs([resource])[resource].result(OP_TIMEOUT_S)
 
 
 def test_admin_describe_and_alter_configs(bootstrap, topic_name):
+    adm = admin(bootstrap)
     topic = topic_name()
     create_topic(bootstrap, topic, 1, {"retention.ms": "7200000"})
 
@@ -209,7 +216,7 @@ def test_admin_describe_and_alter_configs(bootstrap, topic_name):
             ConfigEntry("max.message.bytes", "2048", incremental_operation=AlterConfigOpType.SET)
         ],
     )
-    admin(bootstrap).incremental_alter_configs([resource])[resource].result(OP_TIMEOUT_S)
+    adm.incremental_alter_configs([resource])[resource].result(OP_TIMEOUT_S)
     configs = describe_topic_configs(bootstrap, topic)
     assert configs["max.message.bytes"].value == "2048"
     assert configs["retention.ms"].value == "7200000"
@@ -221,18 +228,19 @@ def test_admin_describe_and_alter_configs(bootstrap, topic_name):
 
     # Legacy AlterConfigs replaces the whole set: retention.ms goes back to its default.
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic, set_config={"retention.bytes": "1048576"})
-    admin(bootstrap).alter_configs([resource])[resource].result(OP_TIMEOUT_S)
+    adm.alter_configs([resource])[resource].result(OP_TIMEOUT_S)
     configs = describe_topic_configs(bootstrap, topic)
     assert configs["retention.bytes"].value == "1048576"
     assert configs["retention.ms"].is_default
 
 
 def test_admin_delete_records(bootstrap, topic_name):
+    adm = admin(bootstrap)
     topic = topic_name()
     create_topic(bootstrap, topic, 1)
     produce_all(producer(bootstrap), topic, [{"value": f"v{i}".encode(), "partition": 0} for i in range(10)])
     tp = TopicPartition(topic, 0, 4)
-    result = admin(bootstrap).delete_records([tp], operation_timeout=OP_TIMEOUT_S)
+    result = adm.delete_records([tp], operation_timeout=OP_TIMEOUT_S)
     deleted = next(iter(result.values())).result(OP_TIMEOUT_S)
     assert deleted.low_watermark == 4
 
@@ -247,7 +255,7 @@ def test_admin_delete_records(bootstrap, topic_name):
 
     # Beyond the high watermark is OFFSET_OUT_OF_RANGE.
     tp = TopicPartition(topic, 0, 11)
-    result = admin(bootstrap).delete_records([tp], operation_timeout=OP_TIMEOUT_S)
+    result = adm.delete_records([tp], operation_timeout=OP_TIMEOUT_S)
     with pytest.raises(KafkaException) as raised:
         next(iter(result.values())).result(OP_TIMEOUT_S)
     assert raised.value.args[0].code() == KafkaError.OFFSET_OUT_OF_RANGE

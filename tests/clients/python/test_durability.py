@@ -18,13 +18,17 @@ PARTITIONS = 2
 RECORDS_MAX = 20_000
 # Kill once this many are acknowledged (the rest are in flight or not yet sent).
 KILL_AFTER_ACKED = 2_000
+# Records produced but not yet acknowledged, at most: enough that the kill lands with
+# requests in flight, few enough that acknowledgements keep pace with sending.
+UNACKED_MAX = 500
 # After the kill, librdkafka gives up on unacknowledged records after this long.
 MESSAGE_TIMEOUT_MS = 3_000
 
 
 def test_acknowledged_records_survive_sigkill(weir, topic_name):
     topic = topic_name()
-    admin(weir.bootstrap).create_topics(
+    adm = admin(weir.bootstrap)  # referenced until its futures resolve
+    adm.create_topics(
         [NewTopic(topic, PARTITIONS, 1, config={"flush.policy": "sync"})], operation_timeout=OP_TIMEOUT_S
     )[topic].result(OP_TIMEOUT_S)
 
@@ -55,7 +59,10 @@ def test_acknowledged_records_survive_sigkill(weir, topic_name):
             except BufferError:  # local queue full: let deliveries drain
                 p.poll(0.01)
         p.poll(0)
-        if killed_at is None and sum(map(len, acked.values())) >= KILL_AFTER_ACKED:
+        # Keep a bounded number unacknowledged so acknowledgements flow while sending.
+        while len(p) > UNACKED_MAX:
+            p.poll(0.005)
+        if sum(map(len, acked.values())) >= KILL_AFTER_ACKED:
             weir.kill()
             killed_at = i
             break
@@ -66,6 +73,8 @@ def test_acknowledged_records_survive_sigkill(weir, topic_name):
     # The kill left records unacknowledged (else it did not land mid-stream).
     assert failed, "every record was acknowledged: the kill did not land mid-stream"
 
+    # Both clients would keep reconnecting to the dead process's port; drop them.
+    del p, adm
     weir.start()
     for partition, records in acked.items():
         assert [o for o, _ in records] == sorted(o for o, _ in records), "acks out of offset order"

@@ -10,9 +10,23 @@ import pytest
 OP_TIMEOUT_S = 15
 
 
+def test_default_producer_sends(bootstrap, topic_name):
+    """kafka-python 3 turns idempotence on by default (KIP-679) once the broker looks like
+    Kafka >= 0.11, so an unchanged producer needs InitProducerId (and sequence checks)."""
+    topic = topic_name()
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    try:
+        meta = producer.send(topic, b"default settings").get(OP_TIMEOUT_S)
+    finally:
+        producer.close(OP_TIMEOUT_S)
+    assert meta.offset == 0
+
+
 def test_produce_and_consume(bootstrap, topic_name):
     topic = topic_name()
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    # Idempotence off: this test is about Produce/Fetch; test_default_producer_sends
+    # covers the default (idempotent) producer.
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, enable_idempotence=False)
     try:
         futures = [
             producer.send(topic, key=f"k{i}".encode(), value=f"v{i}".encode(), partition=0,
@@ -52,12 +66,15 @@ def test_admin_create_topic(bootstrap, topic_name):
     topic = topic_name()
     client = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=OP_TIMEOUT_S * 1000)
     try:
-        client.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1,
-                                       topic_configs={"retention.ms": "60000"})])
+        created = client.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1,
+                                                 topic_configs={"retention.ms": "60000"})])
+        [result] = created["topics"]
+        assert (result["name"], result["error_code"], result["num_partitions"]) == (topic, 0, 3)
+        assert result["configs"]["retention.ms"]["value"] == "60000"
         assert topic in client.list_topics()
         [described] = client.describe_topics([topic])
         assert described["error_code"] == 0
-        assert sorted(p["partition"] for p in described["partitions"]) == [0, 1, 2]
+        assert sorted(p["partition_index"] for p in described["partitions"]) == [0, 1, 2]
         with pytest.raises(TopicAlreadyExistsError):
             client.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
     finally:
