@@ -1,7 +1,9 @@
 """confluent-kafka (current librdkafka: flexible versions, Metadata v13, Fetch v16) against weir."""
 
+import time
+
 import pytest
-from confluent_kafka import TIMESTAMP_CREATE_TIME, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import (
     AlterConfigOpType,
     ConfigEntry,
@@ -274,3 +276,46 @@ def test_compression_round_trips(bootstrap, topic_name, codec):
     # Reading from the middle of a compressed batch starts at the asked offset.
     got = consume_partition(bootstrap, topic, 0, offset=150)
     assert [m.offset() for m in got] == list(range(150, 300))
+
+
+def test_log_append_time_topic_stamps_the_broker_time(bootstrap, topic_name):
+    topic = topic_name()
+    create_topic(bootstrap, topic, 1, {"message.timestamp.type": "LogAppendTime"})
+    before_ms = int(time.time() * 1000)
+    delivered = produce_all(
+        producer(bootstrap), topic, [{"value": f"v{i}".encode(), "partition": 0, "timestamp": 1_000} for i in range(3)]
+    )
+    after_ms = int(time.time() * 1000)
+    # The produce response carries the broker's append time (Produce v2+ LogAppendTime).
+    for m in delivered:
+        kind, ts = m.timestamp()
+        assert kind == TIMESTAMP_LOG_APPEND_TIME and before_ms <= ts <= after_ms, (kind, ts)
+    got = consume_partition(bootstrap, topic, 0)
+    assert len(got) == 3
+    for m in got:
+        kind, ts = m.timestamp()
+        assert kind == TIMESTAMP_LOG_APPEND_TIME, kind
+        assert before_ms <= ts <= after_ms, (ts, before_ms, after_ms)
+
+
+def test_waiting_consumer_is_woken_by_a_produce(bootstrap, topic_name):
+    """A consumer at the log end gets a new record at once, not after its fetch wait:
+    weir's long poll wakes on the append."""
+    topic = topic_name()
+    create_topic(bootstrap, topic, 1)
+    # A long wait, so a broker that waits it out instead of waking is caught.
+    c = consumer(bootstrap, **{"fetch.wait.max.ms": 5000, "enable.partition.eof": False})
+    try:
+        c.assign([TopicPartition(topic, 0, 0)])
+        assert c.poll(1.0) is None  # the fetch is now parked at the log end
+        p = producer(bootstrap)
+        sent_at = time.monotonic()
+        produce_all(p, topic, [{"value": b"wake", "partition": 0}])
+        msg = None
+        while msg is None and time.monotonic() - sent_at < OP_TIMEOUT_S:
+            msg = c.poll(0.05)
+        latency_s = time.monotonic() - sent_at
+    finally:
+        c.close()
+    assert msg is not None and msg.error() is None and msg.value() == b"wake"
+    assert latency_s < 1.0, f"delivered {latency_s:.3f}s after the produce"
