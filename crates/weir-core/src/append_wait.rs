@@ -72,9 +72,13 @@ mod tests {
     #[test]
     fn an_append_to_any_partition_completes_the_wait() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (broker, _) =
-            Broker::open(dir.path(), StoreConfig::default(), BrokerConfig::default(), 0)
-                .expect("open");
+        let (broker, _) = Broker::open(
+            dir.path(),
+            StoreConfig::default(),
+            BrokerConfig::default(),
+            0,
+        )
+        .expect("open");
         broker
             .create_topic("t", TopicId([9; 16]), 3, &[], false)
             .expect("create");
@@ -96,9 +100,13 @@ mod tests {
     #[test]
     fn no_partitions_never_completes() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (broker, _) =
-            Broker::open(dir.path(), StoreConfig::default(), BrokerConfig::default(), 0)
-                .expect("open");
+        let (broker, _) = Broker::open(
+            dir.path(),
+            StoreConfig::default(),
+            BrokerConfig::default(),
+            0,
+        )
+        .expect("open");
         let mut wait = broker.listen_appends_any(&[]);
         let waker = std::task::Waker::noop();
         let mut cx = Context::from_waker(waker);

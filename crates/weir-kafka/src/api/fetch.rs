@@ -44,7 +44,11 @@ const SESSION_EPOCH_FINAL: i32 = -1;
 /// not hold (weir holds none).
 const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
 
-pub async fn handle(context: &Context, header: &RequestHeader, request: FetchRequest) -> FetchResponse {
+pub async fn handle(
+    context: &Context,
+    header: &RequestHeader,
+    request: FetchRequest,
+) -> FetchResponse {
     if !matches!(
         request.session_epoch,
         SESSION_EPOCH_INITIAL | SESSION_EPOCH_FINAL
@@ -60,7 +64,12 @@ pub async fn handle(context: &Context, header: &RequestHeader, request: FetchReq
     let wait_ms = request.max_wait_ms.clamp(0, FETCH_WAIT_MS_MAX);
     let deadline = Instant::now() + Duration::from_millis(u64::from(wait_ms.unsigned_abs()));
     let min_bytes = u64::from(request.min_bytes.max(0).unsigned_abs());
-    let max_bytes = u64::from(request.max_bytes.clamp(0, RESPONSE_BYTES_MAX).unsigned_abs());
+    let max_bytes = u64::from(
+        request
+            .max_bytes
+            .clamp(0, RESPONSE_BYTES_MAX)
+            .unsigned_abs(),
+    );
     loop {
         // Taken before reading: an append after the read still wakes the wait.
         let appends = broker.listen_appends_any(&ids);
@@ -103,7 +112,10 @@ fn resolve(broker: &Broker, topics: &[FetchTopic], version: i16) -> Vec<TopicTar
                 let id = TopicId(*topic.topic_id.as_bytes());
                 (broker.topic_by_id(id), errors::UNKNOWN_TOPIC_ID)
             } else {
-                (broker.topic(&topic.topic), errors::UNKNOWN_TOPIC_OR_PARTITION)
+                (
+                    broker.topic(&topic.topic),
+                    errors::UNKNOWN_TOPIC_OR_PARTITION,
+                )
             };
             let partitions = topic
                 .partitions
@@ -126,9 +138,9 @@ fn resolve(broker: &Broker, topics: &[FetchTopic], version: i16) -> Vec<TopicTar
                 })
                 .collect();
             let name = match &info {
-                Some(t) if version >= TOPIC_IDS_VERSION => {
-                    TopicName(kafka_protocol::protocol::StrBytes::from_string(t.name.clone()))
-                }
+                Some(t) if version >= TOPIC_IDS_VERSION => TopicName(
+                    kafka_protocol::protocol::StrBytes::from_string(t.name.clone()),
+                ),
                 _ => topic.topic.clone(),
             };
             TopicTarget {
@@ -180,7 +192,11 @@ fn plan(broker: &Broker, targets: &[TopicTarget], max_bytes: u64) -> Plan {
             let read = if !first && limit == 0 {
                 Ok(None)
             } else {
-                store.read(id, target.fetch_offset, u32::try_from(limit).unwrap_or(u32::MAX))
+                store.read(
+                    id,
+                    target.fetch_offset,
+                    u32::try_from(limit).unwrap_or(u32::MAX),
+                )
             };
             let (code, slice) = match read {
                 Ok(Some(slice)) if first || slice.len <= limit => (errors::NONE, Some(slice)),
@@ -316,7 +332,8 @@ mod tests {
     async fn produced_batches_come_back_whole_with_the_offsets() {
         let h = harness();
         h.create("t", 1, &[]);
-        h.produce("t", 0, &[(1, b"a"), (2, b"b"), (3, b"c")], 9).await;
+        h.produce("t", 0, &[(1, b"a"), (2, b"b"), (3, b"c")], 9)
+            .await;
         h.produce("t", 0, &[(4, b"d")], 9).await;
         for version in [4, 11, 12, 16, 17] {
             let mut request = fetch_request("t", &[(0, 0)]);
@@ -349,10 +366,17 @@ mod tests {
         assert_eq!(p.error_code, 0);
         assert_eq!(p.records, Some(Bytes::new()));
         let response = fetch(&h, fetch_request("t", &[(0, 3)]), 11).await;
-        assert_eq!(partition(&response, 0).error_code, errors::OFFSET_OUT_OF_RANGE);
+        assert_eq!(
+            partition(&response, 0).error_code,
+            errors::OFFSET_OUT_OF_RANGE
+        );
         // Below the log start, once records are deleted.
         let id = TopicPartition::new("t", 0);
-        h.context.broker.store().delete_records(&id, 1).expect("delete");
+        h.context
+            .broker
+            .store()
+            .delete_records(&id, 1)
+            .expect("delete");
         let response = fetch(&h, fetch_request("t", &[(0, 0)]), 11).await;
         let p = partition(&response, 0);
         assert_eq!(p.error_code, errors::OFFSET_OUT_OF_RANGE);
@@ -364,16 +388,25 @@ mod tests {
         let h = harness();
         h.create("t", 1, &[]);
         let response = fetch(&h, fetch_request("nope", &[(0, 0)]), 11).await;
-        assert_eq!(partition(&response, 0).error_code, errors::UNKNOWN_TOPIC_OR_PARTITION);
+        assert_eq!(
+            partition(&response, 0).error_code,
+            errors::UNKNOWN_TOPIC_OR_PARTITION
+        );
         let response = fetch(&h, fetch_request("t", &[(5, 0)]), 11).await;
-        assert_eq!(partition(&response, 0).error_code, errors::UNKNOWN_TOPIC_OR_PARTITION);
+        assert_eq!(
+            partition(&response, 0).error_code,
+            errors::UNKNOWN_TOPIC_OR_PARTITION
+        );
         let mut request = fetch_request("", &[(0, 0)]);
         let unknown = uuid::Uuid::from_bytes([42; 16]);
         request.topics[0].topic_id = unknown;
         let response = fetch(&h, request, 13).await;
         assert_eq!(response.responses[0].topic_id, unknown);
         assert_eq!(partition(&response, 0).error_code, errors::UNKNOWN_TOPIC_ID);
-        assert!(h.context.broker.topic("nope").is_none(), "fetch creates nothing");
+        assert!(
+            h.context.broker.topic("nope").is_none(),
+            "fetch creates nothing"
+        );
     }
 
     #[tokio::test]
@@ -442,7 +475,10 @@ mod tests {
         h.context.broker.append(&id, &records, 0).expect("append");
         let response = poller.await.expect("fetch task");
         let latency = appended.elapsed();
-        assert!(latency < Duration::from_millis(500), "woke after {latency:?}");
+        assert!(
+            latency < Duration::from_millis(500),
+            "woke after {latency:?}"
+        );
         assert_eq!(batches(&partition(&response, 2).records), vec![(0, 1)]);
         assert_eq!(partition(&response, 0).records, Some(Bytes::new()));
     }
@@ -459,16 +495,25 @@ mod tests {
             tokio::spawn(async move { handle(&h.context, &header(11), request).await })
         };
         let id = TopicPartition::new("t", 0);
-        h.context.broker.append(&id, &batch(&[(1, b"x")]), 0).expect("append");
+        h.context
+            .broker
+            .append(&id, &batch(&[(1, b"x")]), 0)
+            .expect("append");
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(!poller.is_finished(), "one small batch is below min_bytes");
         let big = vec![0u8; 400];
-        h.context.broker.append(&id, &batch(&[(2, &big)]), 0).expect("append");
+        h.context
+            .broker
+            .append(&id, &batch(&[(2, &big)]), 0)
+            .expect("append");
         let response = tokio::time::timeout(Duration::from_secs(2), poller)
             .await
             .expect("woken")
             .expect("fetch task");
-        assert_eq!(batches(&partition(&response, 0).records), vec![(0, 1), (1, 1)]);
+        assert_eq!(
+            batches(&partition(&response, 0).records),
+            vec![(0, 1), (1, 1)]
+        );
     }
 
     #[tokio::test]

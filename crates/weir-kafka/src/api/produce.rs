@@ -36,14 +36,14 @@ const ERROR_MESSAGE_VERSION: i16 = 8;
 pub async fn handle(context: &Context, header: &RequestHeader, request: ProduceRequest) -> Outcome {
     let version = header.request_api_version;
     let acks = request.acks;
-    if !matches!(acks, 0 | 1 | -1) {
+    // Kafka accepts acks 0, 1 and -1 (all) only.
+    if !(-1..=1).contains(&acks) {
         let response = refuse_all(&request, errors::INVALID_REQUIRED_ACKS, version);
         return Outcome::Respond(Box::new(ResponseKind::Produce(response)));
     }
     let now_ms = now_ms();
     let mut failed = false;
-    // (topic index, partition index, durability wait) for acks=-1 on `sync` topics.
-    let mut durability: Vec<(usize, usize, oneshot::Receiver<Result<(), WalError>>)> = Vec::new();
+    let mut durability: Vec<DurabilityWait> = Vec::new();
     let mut responses = Vec::with_capacity(request.topic_data.len());
     for (topic_slot, topic) in request.topic_data.into_iter().enumerate() {
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
@@ -59,7 +59,11 @@ pub async fn handle(context: &Context, header: &RequestHeader, request: ProduceR
                                 let _ = tx.send(r);
                             }),
                         );
-                        durability.push((topic_slot, partition_slot, rx));
+                        durability.push(DurabilityWait {
+                            topic_slot,
+                            partition_slot,
+                            done: rx,
+                        });
                     }
                     success(data.index, &appended, version)
                 }
@@ -89,16 +93,16 @@ pub async fn handle(context: &Context, header: &RequestHeader, request: ProduceR
     }
     // The appends are all in flight: awaiting them one after another waits as long as the
     // slowest, and the WAL's group commit covers them with as few fsyncs as it can.
-    for (topic_slot, partition_slot, rx) in durability {
-        let outcome = match rx.await {
+    for wait in durability {
+        let outcome = match wait.done.await {
             Ok(Ok(())) => continue,
             Ok(Err(error)) => error.to_string(),
             Err(_) => "the write-ahead log closed before the append was durable".to_string(),
         };
         tracing::warn!(error = %outcome, "acks=-1 produce not made durable");
         if let Some(slot) = responses
-            .get_mut(topic_slot)
-            .and_then(|t| t.partition_responses.get_mut(partition_slot))
+            .get_mut(wait.topic_slot)
+            .and_then(|t| t.partition_responses.get_mut(wait.partition_slot))
         {
             let refusal = Refusal {
                 code: errors::KAFKA_STORAGE_ERROR,
@@ -109,6 +113,14 @@ pub async fn handle(context: &Context, header: &RequestHeader, request: ProduceR
     }
     let response = ProduceResponse::default().with_responses(responses);
     Outcome::Respond(Box::new(ResponseKind::Produce(response)))
+}
+
+/// An acks=-1 append to a `sync` topic, waiting for the fsync that covers it; the slots
+/// say which partition response it belongs to.
+struct DurabilityWait {
+    topic_slot: usize,
+    partition_slot: usize,
+    done: oneshot::Receiver<Result<(), WalError>>,
 }
 
 /// Why a partition's records were not appended: the Kafka error code and a message for
@@ -418,7 +430,11 @@ mod tests {
         let response = respond(&h, request_for_partitions("s", 3, -1), 9).await;
         let partitions = &response.responses[0].partition_responses;
         assert_eq!(partitions.len(), 3);
-        assert!(partitions.iter().all(|p| p.error_code == 0 && p.base_offset == 0));
+        assert!(
+            partitions
+                .iter()
+                .all(|p| p.error_code == 0 && p.base_offset == 0)
+        );
         let stats = h.context.broker.store().wal().stats();
         assert!(stats.written_index.is_some());
         assert!(
@@ -443,7 +459,10 @@ mod tests {
         let h = harness();
         let response = h.produce("fresh", 3, &[(1, b"a")], 9).await;
         assert_eq!(only(&response).error_code, 0);
-        assert_eq!(h.context.broker.topic("fresh").expect("created").partitions, 4);
+        assert_eq!(
+            h.context.broker.topic("fresh").expect("created").partitions,
+            4
+        );
         // A partition the new topic does not have.
         let response = h.produce("fresh2", 4, &[(1, b"a")], 9).await;
         assert_eq!(
@@ -477,8 +496,16 @@ mod tests {
         trailing.extend_from_slice(&[0; 5]);
         let response = respond(&h, produce_request("t", 0, Some(trailing.into()), 1), 9).await;
         assert_eq!(only(&response).error_code, errors::CORRUPT_MESSAGE);
-        let offsets = h.context.broker.store().offsets(&TopicPartition::new("t", 0));
-        assert_eq!(offsets.expect("offsets").log_end_offset, 0, "nothing appended");
+        let offsets = h
+            .context
+            .broker
+            .store()
+            .offsets(&TopicPartition::new("t", 0));
+        assert_eq!(
+            offsets.expect("offsets").log_end_offset,
+            0,
+            "nothing appended"
+        );
     }
 
     #[tokio::test]
@@ -511,7 +538,11 @@ mod tests {
             handle(&h.context, &header(9), bad).await,
             Outcome::Close
         ));
-        let offsets = h.context.broker.store().offsets(&TopicPartition::new("t", 0));
+        let offsets = h
+            .context
+            .broker
+            .store()
+            .offsets(&TopicPartition::new("t", 0));
         assert_eq!(offsets.expect("offsets").log_end_offset, 1);
     }
 
@@ -522,7 +553,11 @@ mod tests {
         let request = produce_request("t", 0, Some(batch(&[(1, b"a")])), 2);
         let response = respond(&h, request, 9).await;
         assert_eq!(only(&response).error_code, errors::INVALID_REQUIRED_ACKS);
-        let offsets = h.context.broker.store().offsets(&TopicPartition::new("t", 0));
+        let offsets = h
+            .context
+            .broker
+            .store()
+            .offsets(&TopicPartition::new("t", 0));
         assert_eq!(offsets.expect("offsets").log_end_offset, 0);
     }
 }
