@@ -83,6 +83,7 @@ impl Server {
             }
         }
         let _ = child.kill();
+        let _ = child.wait();
         panic!(
             "weir did not listen; log:\n{}",
             log.lock().expect("log lock").join("\n")
