@@ -14,6 +14,10 @@ const assert = require('node:assert/strict');
 const { Kafka, logLevel } = require('kafkajs');
 const { startWeir } = require('./weir.js');
 
+// A hung request fails its test instead of stalling CI (a healthy run takes ~100 ms per
+// test). Set per test: `node --test-timeout` is missing from older node releases.
+const TEST_TIMEOUT_MS = 60000;
+
 let weir;
 let kafka;
 
@@ -33,7 +37,7 @@ after(async () => {
   if (weir) await weir.stop();
 });
 
-test('admin createTopics, then metadata shows its partitions', async () => {
+test('admin createTopics, then metadata shows its partitions', { timeout: TEST_TIMEOUT_MS }, async () => {
   const admin = kafka.admin();
   await admin.connect();
   try {
@@ -53,7 +57,7 @@ test('admin createTopics, then metadata shows its partitions', async () => {
   }
 });
 
-test('produce with acks=all, then fetchTopicOffsets and offsets by timestamp', async () => {
+test('produce with acks=all, then fetchTopicOffsets and offsets by timestamp', { timeout: TEST_TIMEOUT_MS }, async () => {
   const admin = kafka.admin();
   const producer = kafka.producer({ allowAutoTopicCreation: false });
   await admin.connect();
@@ -92,7 +96,7 @@ test('produce with acks=all, then fetchTopicOffsets and offsets by timestamp', a
   }
 });
 
-test('producer auto-creates a topic with the default partition count', async () => {
+test('producer auto-creates a topic with the default partition count', { timeout: TEST_TIMEOUT_MS }, async () => {
   const producer = kafka.producer({ allowAutoTopicCreation: true });
   const admin = kafka.admin();
   await producer.connect();
