@@ -66,6 +66,17 @@ step "tests"
 cargo nextest run --workspace --locked --no-fail-fast
 cargo test --workspace --locked --doc
 
+# ---- fuzz (weir-kafka): a short cargo-fuzz run of request decoding -------------------
+# The guard in front of kafka-protocol's decoder, fed arbitrary frames for ~30 s on the
+# stable toolchain (no sanitizer: `-s none`). crates/weir-kafka/fuzz/README.md has the
+# longer run to do by hand.
+step "fuzz: decode_request (30 s)"
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    cargo install --locked cargo-fuzz
+fi
+(cd crates/weir-kafka && cargo fuzz run -s none decode_request -- \
+    -max_total_time=30 -rss_limit_mb=1024 -print_final_stats=1)
+
 step "real clients against weir serve (tests/clients)"
 cargo build --locked --bin weir
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')

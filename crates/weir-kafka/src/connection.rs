@@ -12,9 +12,12 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeade
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::api::{self, Context};
 use crate::guard::{self, GuardError};
+#[cfg(test)]
+use crate::limits::FRAME_BYTES_IN_FLIGHT_MAX;
 use crate::limits::{
     CONNECTION_IDLE_MAX, FRAME_BYTES_MAX, FRAME_BYTES_MIN, FRAME_CHUNK_BYTES, FRAME_READ_TIMEOUT,
 };
@@ -47,14 +50,23 @@ pub(crate) enum ConnectionError {
     Encode(String),
     #[error("acks=0 produce failed; closing as Kafka does")]
     AcksZeroFailed,
+    #[error("the frame memory budget is closed")]
+    BudgetClosed,
 }
 
-pub(crate) async fn run(stream: TcpStream, context: &Context) -> Result<(), ConnectionError> {
+/// Serves one connection. `budget` holds the bytes of request frames that all connections
+/// may hold at once ([`crate::limits::FRAME_BYTES_IN_FLIGHT_MAX`]); a frame's share is
+/// released once its response is written.
+pub(crate) async fn run(
+    stream: TcpStream,
+    context: &Context,
+    budget: &Semaphore,
+) -> Result<(), ConnectionError> {
     stream.set_nodelay(true)?;
     let (mut reader, writer) = stream.into_split();
     let mut writer = BufWriter::new(writer);
     loop {
-        let Some(frame) = read_frame(&mut reader).await? else {
+        let Some((frame, _held)) = read_frame(&mut reader, budget).await? else {
             return Ok(());
         };
         let Some(response) = handle_frame(frame, context).await? else {
@@ -70,11 +82,12 @@ pub(crate) async fn run(stream: TcpStream, context: &Context) -> Result<(), Conn
     }
 }
 
-/// Reads one frame body (without its size prefix); `None` at a clean end of stream between
-/// frames.
-pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
+/// Reads one frame body (without its size prefix) and the share of `budget` its buffer
+/// holds; `None` at a clean end of stream between frames.
+pub(crate) async fn read_frame<'b, R: AsyncRead + Unpin>(
     reader: &mut R,
-) -> Result<Option<Bytes>, ConnectionError> {
+    budget: &'b Semaphore,
+) -> Result<Option<(Bytes, SemaphorePermit<'b>)>, ConnectionError> {
     let mut size = [0u8; 4];
     // Between frames a client may stay quiet for long (Kafka's connections.max.idle.ms).
     let first = tokio::time::timeout(CONNECTION_IDLE_MAX, reader.read(&mut size[..1]))
@@ -90,7 +103,7 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
             .ok()
             .filter(|len| (FRAME_BYTES_MIN..=FRAME_BYTES_MAX).contains(len))
             .ok_or(ConnectionError::FrameSize(claimed))?;
-        read_body(reader, len).await
+        read_body(reader, len, budget).await
     };
     tokio::time::timeout(FRAME_READ_TIMEOUT, rest)
         .await
@@ -99,12 +112,17 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
 }
 
 /// Reads `len` bytes, growing the buffer only as bytes arrive: a peer that claims 100 MiB
-/// and sends 10 bytes costs [`FRAME_CHUNK_BYTES`], not 100 MiB.
-async fn read_body<R: AsyncRead + Unpin>(
+/// and sends 10 bytes costs [`FRAME_CHUNK_BYTES`], not 100 MiB. Every growth first takes
+/// its bytes from `budget`, so all connections together hold at most the budget; when it
+/// is spent, reads wait (within the frame deadline) for other frames to be answered.
+async fn read_body<'b, R: AsyncRead + Unpin>(
     reader: &mut R,
     len: usize,
-) -> Result<Bytes, ConnectionError> {
-    let mut body: Vec<u8> = Vec::with_capacity(len.min(FRAME_CHUNK_BYTES));
+    budget: &'b Semaphore,
+) -> Result<(Bytes, SemaphorePermit<'b>), ConnectionError> {
+    let first = len.min(FRAME_CHUNK_BYTES);
+    let mut held = reserve(budget, first).await?;
+    let mut body: Vec<u8> = Vec::with_capacity(first);
     while body.len() < len {
         if body.len() == body.capacity() {
             // Double, so a large frame costs few copies, but never past the claimed length.
@@ -112,6 +130,7 @@ async fn read_body<R: AsyncRead + Unpin>(
                 .capacity()
                 .saturating_mul(2)
                 .clamp(FRAME_CHUNK_BYTES, len);
+            held.merge(reserve(budget, target - body.capacity()).await?);
             body.reserve_exact(target - body.len());
         }
         let room = body.capacity() - body.len();
@@ -121,7 +140,16 @@ async fn read_body<R: AsyncRead + Unpin>(
             return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
         }
     }
-    Ok(Bytes::from(body))
+    Ok((Bytes::from(body), held))
+}
+
+async fn reserve(budget: &Semaphore, bytes: usize) -> Result<SemaphorePermit<'_>, ConnectionError> {
+    // At most FRAME_BYTES_MAX, far below u32::MAX.
+    let bytes = u32::try_from(bytes).map_err(|_| ConnectionError::FrameSize(i32::MAX))?;
+    budget
+        .acquire_many(bytes)
+        .await
+        .map_err(|_| ConnectionError::BudgetClosed)
 }
 
 /// Decodes and handles one request frame; returns the response frame to send, if any.
@@ -212,7 +240,10 @@ mod tests {
         let mut input = Vec::from((FRAME_BYTES_MAX as i32).to_be_bytes());
         input.extend_from_slice(&[0u8; 10]);
         let mut reader = &input[..];
-        let err = read_frame(&mut reader).await.expect_err("truncated frame");
+        let budget = Semaphore::new(FRAME_BYTES_IN_FLIGHT_MAX);
+        let err = read_frame(&mut reader, &budget)
+            .await
+            .expect_err("truncated frame");
         assert!(
             matches!(&err, ConnectionError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof),
             "{err}"
@@ -227,9 +258,17 @@ mod tests {
         input.extend_from_slice(&payload);
         input.extend_from_slice(&9i32.to_be_bytes()); // the next frame's prefix, unread
         let mut reader = &input[..];
-        let frame = read_frame(&mut reader).await.expect("read").expect("frame");
+        let budget = Semaphore::new(FRAME_BYTES_IN_FLIGHT_MAX);
+        let (frame, held) = read_frame(&mut reader, &budget)
+            .await
+            .expect("read")
+            .expect("frame");
         assert_eq!(&frame[..], &payload[..]);
         assert_eq!(reader.len(), 4);
+        // The buffer doubled from one chunk to the frame's length, and holds that much.
+        assert_eq!(held.num_permits(), len);
+        drop(held);
+        assert_eq!(budget.available_permits(), FRAME_BYTES_IN_FLIGHT_MAX);
     }
 
     #[tokio::test]
@@ -237,14 +276,77 @@ mod tests {
         for claimed in [i32::MIN, -1, 0, 7, FRAME_BYTES_MAX as i32 + 1, i32::MAX] {
             let input = claimed.to_be_bytes();
             let mut reader = &input[..];
-            let err = read_frame(&mut reader).await.expect_err("bad size");
+            let budget = Semaphore::new(FRAME_BYTES_IN_FLIGHT_MAX);
+            let err = read_frame(&mut reader, &budget)
+                .await
+                .expect_err("bad size");
             assert!(
                 matches!(err, ConnectionError::FrameSize(c) if c == claimed),
                 "{err}"
             );
         }
         let mut empty: &[u8] = &[];
-        assert!(read_frame(&mut empty).await.expect("eof").is_none());
+        let budget = Semaphore::new(FRAME_BYTES_IN_FLIGHT_MAX);
+        assert!(
+            read_frame(&mut empty, &budget)
+                .await
+                .expect("eof")
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_spent_budget_makes_reads_wait_for_other_frames() {
+        let len = FRAME_CHUNK_BYTES * 2;
+        let mut input = Vec::from((len as i32).to_be_bytes());
+        input.extend_from_slice(&vec![1u8; len]);
+        let budget = Semaphore::new(FRAME_BYTES_IN_FLIGHT_MAX);
+        let others = budget
+            .acquire_many(FRAME_BYTES_IN_FLIGHT_MAX as u32 - FRAME_CHUNK_BYTES as u32)
+            .await
+            .expect("others' frames");
+        let mut reader = &input[..];
+        // One chunk fits; growing past it waits while the others hold the budget.
+        let waiting = read_frame(&mut reader, &budget);
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(200), waiting).await;
+        assert!(waited.is_err(), "read a frame past a spent budget");
+        assert_eq!(budget.available_permits(), FRAME_CHUNK_BYTES);
+        drop(others);
+        let mut reader = &input[..];
+        let (frame, _held) = read_frame(&mut reader, &budget)
+            .await
+            .expect("read")
+            .expect("frame");
+        assert_eq!(frame.len(), len);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_stops_mid_frame_is_closed_at_the_frame_deadline() {
+        let (mut client, mut server) = tokio::io::duplex(1024);
+        client.write_all(&100i32.to_be_bytes()).await.expect("size");
+        client
+            .write_all(&[0u8; 10])
+            .await
+            .expect("ten of 100 bytes");
+        let budget = Semaphore::new(FRAME_BYTES_IN_FLIGHT_MAX);
+        let started = tokio::time::Instant::now();
+        let err = read_frame(&mut server, &budget).await.expect_err("stalled");
+        assert!(matches!(err, ConnectionError::FrameTimeout), "{err}");
+        assert!(started.elapsed() >= FRAME_READ_TIMEOUT);
+        // The stalled frame's share of the budget is back.
+        assert_eq!(budget.available_permits(), FRAME_BYTES_IN_FLIGHT_MAX);
+        drop(client);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_peer_is_closed_when_idle_too_long() {
+        let (client, mut server) = tokio::io::duplex(1024);
+        let budget = Semaphore::new(FRAME_BYTES_IN_FLIGHT_MAX);
+        let started = tokio::time::Instant::now();
+        let err = read_frame(&mut server, &budget).await.expect_err("idle");
+        assert!(matches!(err, ConnectionError::Idle), "{err}");
+        assert!(started.elapsed() >= CONNECTION_IDLE_MAX);
+        drop(client);
     }
 
     #[test]

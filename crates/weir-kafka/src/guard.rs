@@ -656,9 +656,10 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// An array count, refused when the elements could not fit: every element takes at
-    /// least one byte except a struct with no fields at this version, and even then the
-    /// decoder's allocation is bounded by the frame's length.
+    /// An array count, refused at once when it exceeds the bytes left (every element in
+    /// these shapes takes at least one byte); the elements are then walked one by one, so
+    /// a count the frame only pretends to hold fails at the first missing element, before
+    /// the decoder ever sees it.
     fn count(&mut self, flexible: bool, nullable: bool) -> Result<Option<usize>, GuardError> {
         let at = self.pos;
         let Some(count) = self.length(flexible, true, nullable)? else {

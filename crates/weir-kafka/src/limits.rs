@@ -19,6 +19,13 @@ pub const CONNECTION_IDLE_MAX: Duration = Duration::from_secs(600);
 /// After a failed accept (out of file descriptors, typically) the listener pauses this
 /// long instead of spinning on the same error.
 pub const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+/// Bytes of request frames all connections may hold at once (Kafka's
+/// `queued.max.request.bytes`, unbounded there by default). Without it 10,000 connections
+/// could each hold a 100 MiB frame. A frame's buffer takes its share as it grows, so a
+/// peer only holds what it has sent; when the budget is spent, reads wait for answers.
+pub const FRAME_BYTES_IN_FLIGHT_MAX: usize = 512 * 1024 * 1024;
+// One whole frame of the largest size must always fit, or it could never be read.
+const _: () = assert!(FRAME_BYTES_IN_FLIGHT_MAX >= FRAME_BYTES_MAX);
 /// Connections open at once; further ones are closed at accept.
 pub const CONNECTIONS_MAX: usize = 10_000;
 /// Longest a Fetch may wait for data (clients ask for far less; Kafka's own cap is the

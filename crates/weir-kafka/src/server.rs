@@ -9,7 +9,7 @@ use weir_core::Broker;
 
 use crate::api::Context;
 use crate::connection;
-use crate::limits::{ACCEPT_ERROR_BACKOFF, CONNECTIONS_MAX};
+use crate::limits::{ACCEPT_ERROR_BACKOFF, CONNECTIONS_MAX, FRAME_BYTES_IN_FLIGHT_MAX};
 
 /// What the Kafka front end tells clients about this broker.
 #[derive(Debug, Clone)]
@@ -30,6 +30,7 @@ pub async fn serve(
 ) {
     let context = Arc::new(Context { broker, config });
     let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    let frame_budget = Arc::new(Semaphore::new(FRAME_BYTES_IN_FLIGHT_MAX));
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -49,8 +50,9 @@ pub async fn serve(
             continue;
         };
         let context = context.clone();
+        let frame_budget = frame_budget.clone();
         tokio::spawn(async move {
-            if let Err(error) = connection::run(stream, &context).await {
+            if let Err(error) = connection::run(stream, &context, &frame_budget).await {
                 tracing::debug!(%peer, %error, "connection closed");
             }
             drop(permit);

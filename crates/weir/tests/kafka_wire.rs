@@ -72,6 +72,7 @@ impl Weir {
             seen.push(line);
         }
         let _ = child.kill();
+        let _ = child.wait();
         panic!("no `kafka listening` line; saw:\n{}", seen.join("\n"));
     }
 

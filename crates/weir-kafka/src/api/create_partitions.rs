@@ -14,7 +14,8 @@ use kafka_protocol::protocol::StrBytes;
 use weir_core::CoreError;
 
 use super::Context;
-use crate::errors::{self, INVALID_PARTITIONS, INVALID_REQUEST, NONE};
+use super::create_topics::{PARTITIONS_PER_REQUEST_MAX, TOO_MANY_PARTITIONS};
+use crate::errors::{self, INVALID_PARTITIONS, INVALID_REQUEST, NONE, POLICY_VIOLATION};
 
 const INVALID_REPLICA_ASSIGNMENT: i16 = ResponseError::InvalidReplicaAssignment.code();
 
@@ -28,6 +29,7 @@ pub fn handle(
     for topic in &request.topics {
         *counts.entry(topic.name.clone()).or_default() += 1;
     }
+    let too_many = new_partitions(context, &request) > PARTITIONS_PER_REQUEST_MAX;
     let mut answered: HashSet<TopicName> = HashSet::new();
     let mut results = Vec::with_capacity(counts.len());
     for topic in request.topics {
@@ -35,7 +37,9 @@ pub fn handle(
             continue;
         }
         let name = topic.name.clone();
-        let outcome = if counts.get(&name).copied().unwrap_or(0) > 1 {
+        let outcome = if too_many {
+            Err((POLICY_VIOLATION, TOO_MANY_PARTITIONS.to_string()))
+        } else if counts.get(&name).copied().unwrap_or(0) > 1 {
             Err((
                 INVALID_REQUEST,
                 format!("topic {} is named more than once", name.as_str()),
@@ -52,6 +56,21 @@ pub fn handle(
         });
     }
     CreatePartitionsResponse::default().with_results(results)
+}
+
+/// Partitions the whole request would add (the same bound as CreateTopics).
+fn new_partitions(context: &Context, request: &CreatePartitionsRequest) -> i64 {
+    request
+        .topics
+        .iter()
+        .map(|t| {
+            let current = context
+                .broker
+                .topic(t.name.as_str())
+                .map_or(0, |info| info.partitions);
+            (i64::from(t.count) - i64::from(current)).max(0)
+        })
+        .fold(0i64, i64::saturating_add)
 }
 
 fn grow(
@@ -186,6 +205,9 @@ mod tests {
                 INVALID_REQUEST
             ]
         );
+        let too_many = vec![topic("g", current + 6_000), topic("h", 5_000)];
+        let response = handle(&context, &header(3), request(too_many, false));
+        assert_eq!(response.results[0].error_code, POLICY_VIOLATION);
         let response = handle(&context, &header(3), request(vec![wrong_broker], false));
         assert_eq!(response.results[0].error_code, INVALID_REPLICA_ASSIGNMENT);
         assert_eq!(partitions(), Some(current + 1));

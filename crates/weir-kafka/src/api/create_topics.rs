@@ -23,6 +23,7 @@ use super::Context;
 use super::describe_configs::topic_entries;
 use crate::errors::{
     self, INVALID_CONFIG, INVALID_PARTITIONS, INVALID_REPLICATION_FACTOR, INVALID_REQUEST, NONE,
+    POLICY_VIOLATION,
 };
 
 /// "Use the broker's default" for the partition count and the replication factor.
@@ -30,6 +31,11 @@ const USE_DEFAULT: i32 = -1;
 /// The only replication factor one node can honour.
 const REPLICATION_FACTOR: i16 = 1;
 const INVALID_REPLICA_ASSIGNMENT: i16 = ResponseError::InvalidReplicaAssignment.code();
+/// Most partitions one request may create, all topics together: each one is a directory,
+/// files and fsyncs, and one request must not stall the broker. Kafka's controller has the
+/// same limit and answers POLICY_VIOLATION with this message.
+pub(crate) const PARTITIONS_PER_REQUEST_MAX: i64 = 10_000;
+pub(crate) const TOO_MANY_PARTITIONS: &str = "Excessively large number of partitions per request.";
 
 pub fn handle(
     context: &Context,
@@ -41,6 +47,7 @@ pub fn handle(
     for topic in &request.topics {
         *counts.entry(topic.name.clone()).or_default() += 1;
     }
+    let too_many = requested_partitions(context, &request) > PARTITIONS_PER_REQUEST_MAX;
     let mut answered: HashSet<TopicName> = HashSet::new();
     let mut results = Vec::with_capacity(counts.len());
     for topic in request.topics {
@@ -48,7 +55,9 @@ pub fn handle(
             continue;
         }
         let name = topic.name.clone();
-        let outcome = if counts.get(&name).copied().unwrap_or(0) > 1 {
+        let outcome = if too_many {
+            Err((POLICY_VIOLATION, TOO_MANY_PARTITIONS.to_string()))
+        } else if counts.get(&name).copied().unwrap_or(0) > 1 {
             Err((
                 INVALID_REQUEST,
                 format!("topic {} is named more than once", name.as_str()),
@@ -69,6 +78,20 @@ pub fn handle(
 }
 
 type Failure = (i16, String);
+
+/// Partitions the whole request asks for (the default count where it says -1).
+fn requested_partitions(context: &Context, request: &CreateTopicsRequest) -> i64 {
+    let default = i64::from(context.broker.config().num_partitions);
+    request
+        .topics
+        .iter()
+        .map(|t| match (t.assignments.len(), t.num_partitions) {
+            (0, USE_DEFAULT) => default,
+            (0, n) => i64::from(n.max(0)),
+            (assigned, _) => i64::try_from(assigned).unwrap_or(i64::MAX),
+        })
+        .fold(0i64, i64::saturating_add)
+}
 
 fn create(
     context: &Context,
@@ -263,6 +286,29 @@ mod tests {
         );
         assert_eq!(response.topics[0].error_code, NONE);
         assert_eq!(context.broker.topic("d").map(|t| t.partitions), Some(4));
+    }
+
+    #[test]
+    fn one_request_creates_at_most_ten_thousand_partitions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let context = context(dir.path());
+        let topics = vec![
+            topic("big1", 5_000, 1),
+            topic("big2", 5_000, 1),
+            topic("small", -1, 1),
+        ];
+        let response = handle(&context, &header(7), request(topics, true));
+        assert_eq!(response.topics.len(), 3);
+        for result in &response.topics {
+            assert_eq!(result.error_code, POLICY_VIOLATION);
+        }
+        let topics = vec![
+            topic("big1", 5_000, 1),
+            topic("big2", 4_996, 1),
+            topic("small", -1, 1),
+        ];
+        let response = handle(&context, &header(7), request(topics, true));
+        assert!(response.topics.iter().all(|t| t.error_code == NONE));
     }
 
     #[test]

@@ -19,8 +19,9 @@ use uuid::Uuid;
 use weir_core::{TopicId, TopicInfo};
 
 use super::Context;
+use super::create_topics::PARTITIONS_PER_REQUEST_MAX;
 use crate::errors::{
-    self, INVALID_REQUEST, INVALID_TOPIC_EXCEPTION, NONE, UNKNOWN_TOPIC_ID,
+    self, INVALID_REQUEST, INVALID_TOPIC_EXCEPTION, LEADER_NOT_AVAILABLE, NONE, UNKNOWN_TOPIC_ID,
     UNKNOWN_TOPIC_OR_PARTITION,
 };
 
@@ -79,22 +80,25 @@ fn requested_topics(
     let mut seen_names: HashSet<StrBytes> = HashSet::new();
     let mut seen_ids: HashSet<Uuid> = HashSet::new();
     let mut out = Vec::with_capacity(list.len());
+    let mut budget = PARTITIONS_PER_REQUEST_MAX;
     for topic in list {
         let fresh = match &topic.name {
             Some(name) => seen_names.insert(name.0.clone()),
             None => seen_ids.insert(topic.topic_id),
         };
         if fresh {
-            out.push(one_topic(context, topic, allow_auto_create));
+            out.push(one_topic(context, topic, allow_auto_create, &mut budget));
         }
     }
     out
 }
 
+/// `budget`: partitions this request may still auto-create.
 fn one_topic(
     context: &Context,
     topic: MetadataRequestTopic,
     allow_auto_create: bool,
+    budget: &mut i64,
 ) -> MetadataResponseTopic {
     let node_id = context.config.node_id;
     let Some(name) = topic.name else {
@@ -114,6 +118,12 @@ fn one_topic(
     if !allow_auto_create {
         return error(UNKNOWN_TOPIC_OR_PARTITION);
     }
+    let partitions = i64::from(context.broker.config().num_partitions);
+    if partitions > *budget {
+        // Kafka's answer while a topic is being created: the client asks again later.
+        return error(LEADER_NOT_AVAILABLE);
+    }
+    *budget -= partitions;
     let id = TopicId(Uuid::new_v4().into_bytes());
     match context.broker.topic_or_auto_create(name.as_str(), id) {
         Ok(Some(info)) => {
@@ -327,6 +337,21 @@ mod tests {
                 ..BrokerConfig::default()
             },
         );
+        // One request auto-creates at most PARTITIONS_PER_REQUEST_MAX partitions; past
+        // that the client is told to come back (creating 10,000 takes minutes of fsyncs,
+        // so the bound is shown with one topic larger than it).
+        let dir3 = tempfile::tempdir().expect("tempdir");
+        let huge = context_with(
+            dir3.path(),
+            BrokerConfig {
+                num_partitions: PARTITIONS_PER_REQUEST_MAX as i32 + 1,
+                ..BrokerConfig::default()
+            },
+        );
+        let response = handle(&huge, &header(12), request(Some(vec![named("z")]), true));
+        assert_eq!(response.topics[0].error_code, LEADER_NOT_AVAILABLE);
+        assert!(huge.broker.topic("z").is_none());
+
         // v0–3 always allow auto-creation, but the broker's setting still rules.
         let response = handle(&off, &header(3), request(Some(vec![named("y")]), true));
         assert_eq!(response.topics[0].error_code, UNKNOWN_TOPIC_OR_PARTITION);

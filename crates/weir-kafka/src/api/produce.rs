@@ -367,14 +367,18 @@ mod tests {
     use weir_core::BrokerConfig;
 
     async fn respond(h: &Harness, request: ProduceRequest, version: i16) -> ProduceResponse {
-        match handle(&h.context, &header(version), request).await {
+        let response = match handle(&h.context, &header(version), request).await {
             Outcome::Respond(response) => match *response {
                 ResponseKind::Produce(response) => response,
                 other => panic!("not a produce response: {other:?}"),
             },
             Outcome::NoResponse => panic!("no response"),
             Outcome::Close => panic!("closed"),
-        }
+        };
+        // Every answer must encode at the version asked.
+        let mut buf = bytes::BytesMut::new();
+        kafka_protocol::protocol::Encodable::encode(&response, &mut buf, version).expect("encodes");
+        response
     }
 
     fn only(response: &ProduceResponse) -> &PartitionProduceResponse {
@@ -397,6 +401,20 @@ mod tests {
         // Below v5 the log start offset is not part of the response.
         let old = h.produce("t", 0, &[(12, b"c")], 3).await;
         assert_eq!(only(&old).log_start_offset, -1);
+    }
+
+    #[tokio::test]
+    async fn every_version_answers_and_encodes() {
+        let h = harness();
+        h.create("t", 1, &[]);
+        for (n, version) in (3..=11).enumerate() {
+            let request = produce_request("t", 0, Some(batch(&[(1, b"a")])), 1);
+            let response = respond(&h, request, version).await;
+            let p = only(&response);
+            assert_eq!((p.error_code, p.base_offset), (0, n as i64), "v{version}");
+            let refused = respond(&h, produce_request("t", 9, None, 1), version).await;
+            assert_ne!(only(&refused).error_code, 0, "v{version}");
+        }
     }
 
     #[tokio::test]
