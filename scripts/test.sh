@@ -16,6 +16,35 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install --locked cargo-nextest
 fi
 
+step "install: real Kafka clients (kcat, Python venv, node modules)"
+# CI runs as root on a fresh Debian machine with no stdin: apt-get only when something is
+# missing, and every installer quiet and non-interactive. Client versions are pinned in
+# tests/clients/requirements.txt and tests/clients/package-lock.json.
+apt_packages=()
+command -v kcat >/dev/null || apt_packages+=(kcat)
+command -v python3 >/dev/null || apt_packages+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || apt_packages+=(python3-venv)
+command -v node >/dev/null || apt_packages+=(nodejs)
+command -v npm >/dev/null || apt_packages+=(npm)
+if ((${#apt_packages[@]})); then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null
+fi
+# Reinstall only when the pinned list changed (a stamp beside the venv remembers it).
+requirements=tests/clients/requirements.txt
+stamp=.venv/.requirements.sha256
+if [[ ! -x .venv/bin/python ]] || ! sha256sum --status -c "$stamp" 2>/dev/null; then
+    [[ -x .venv/bin/python ]] || python3 -m venv .venv
+    .venv/bin/pip install --quiet --disable-pip-version-check --no-input -r "$requirements"
+    sha256sum "$requirements" >"$stamp"
+fi
+stamp=tests/clients/node_modules/.package-lock.sha256
+if ! sha256sum --status -c "$stamp" 2>/dev/null; then
+    (cd tests/clients && npm ci --silent --no-audit --no-fund)
+    sha256sum tests/clients/package-lock.json >"$stamp"
+fi
+
 step "format"
 cargo fmt --all --check
 
@@ -47,3 +76,13 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 (cd crates/weir-kafka && cargo fuzz run -s none decode_request -- \
     -max_total_time=30 -rss_limit_mb=1024 -print_final_stats=1)
+
+step "real clients against weir serve (tests/clients)"
+cargo build --locked --bin weir
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+export WEIR_BIN="$target_dir/debug/weir"
+# Both runners run even if the first fails, so one report shows every client's failures.
+clients_status=0
+.venv/bin/python -m pytest -c tests/clients/pytest.ini tests/clients -q || clients_status=$?
+(cd tests/clients && node --test kafkajs/kafkajs.test.js) || clients_status=$?
+exit "$clients_status"
