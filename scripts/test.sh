@@ -51,14 +51,16 @@ cargo fmt --all --check
 step "lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "architecture: weir-storage has no async runtime and no sockets"
-if cargo tree -p weir-storage -e normal --prefix none | grep -Eq '^(tokio|mio|socket2|hyper|tonic) '; then
-    echo "weir-storage must not depend on an async runtime or network crate:"
-    cargo tree -p weir-storage -e normal --prefix none | grep -E '^(tokio|mio|socket2|hyper|tonic) '
-    exit 1
-fi
-if grep -rnE 'std::net|tokio' crates/weir-storage/src; then
-    echo "weir-storage must not use sockets or tokio"
+step "architecture: storage and core have no async runtime and no sockets"
+for crate in weir-storage weir-core; do
+    if cargo tree -p "$crate" -e normal --prefix none | grep -Eq '^(tokio|mio|socket2|hyper|tonic) '; then
+        echo "$crate must not depend on an async runtime or network crate:"
+        cargo tree -p "$crate" -e normal --prefix none | grep -E '^(tokio|mio|socket2|hyper|tonic) '
+        exit 1
+    fi
+done
+if grep -rnE 'std::net|tokio' crates/weir-storage/src crates/weir-core/src; then
+    echo "weir-storage and weir-core must not use sockets or tokio"
     exit 1
 fi
 
