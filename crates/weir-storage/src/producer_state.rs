@@ -98,7 +98,10 @@ struct ProducerEntry {
 pub enum Decision {
     Append,
     /// A retry of a batch already in the log: answer its offsets, append nothing.
-    Duplicate { base_offset: i64, last_offset: i64 },
+    Duplicate {
+        base_offset: i64,
+        last_offset: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -214,7 +217,13 @@ impl ProducerStates {
 
     /// Records a batch appended at `base_offset..=last_offset` (after [`Self::check`]
     /// said [`Decision::Append`], or while rebuilding from the log).
-    pub fn record(&mut self, batch: &ProducerBatch, base_offset: i64, last_offset: i64, now_ms: i64) {
+    pub fn record(
+        &mut self,
+        batch: &ProducerBatch,
+        base_offset: i64,
+        last_offset: i64,
+        now_ms: i64,
+    ) {
         if !self.producers.contains_key(&batch.producer_id)
             && self.producers.len() >= PRODUCERS_PER_PARTITION_MAX
         {
@@ -404,8 +413,14 @@ mod tests {
     fn sequences_follow_and_duplicates_answer_their_offsets() {
         let mut s = ProducerStates::default();
         let mut next = 100;
-        assert_eq!(offer(&mut s, batch(7, 0, 0, 3), &mut next), Ok(Decision::Append));
-        assert_eq!(offer(&mut s, batch(7, 0, 3, 2), &mut next), Ok(Decision::Append));
+        assert_eq!(
+            offer(&mut s, batch(7, 0, 0, 3), &mut next),
+            Ok(Decision::Append)
+        );
+        assert_eq!(
+            offer(&mut s, batch(7, 0, 3, 2), &mut next),
+            Ok(Decision::Append)
+        );
         assert_eq!(next, 105);
         assert_eq!(
             offer(&mut s, batch(7, 0, 0, 3), &mut next),
@@ -444,7 +459,10 @@ mod tests {
                 ..
             })
         ));
-        assert_eq!(offer(&mut s, batch(1, 4, 0, 1), &mut next), Ok(Decision::Append));
+        assert_eq!(
+            offer(&mut s, batch(1, 4, 0, 1), &mut next),
+            Ok(Decision::Append)
+        );
         assert_eq!(s.epoch(1), Some(4));
         // The old epoch's batches are no longer duplicates of anything.
         assert!(matches!(
@@ -486,7 +504,10 @@ mod tests {
         for seq in 0..6 {
             offer(&mut s, batch(3, 0, seq, 1), &mut next).expect("in order");
         }
-        assert!(s.check(&batch(3, 0, 0, 1)).is_err(), "evicted from the window");
+        assert!(
+            s.check(&batch(3, 0, 0, 1)).is_err(),
+            "evicted from the window"
+        );
         assert_eq!(
             s.check(&batch(3, 0, 1, 1)),
             Ok(Decision::Duplicate {
@@ -554,16 +575,17 @@ mod tests {
                 }
                 Some((_, batches)) => {
                     let window = &batches[batches.len().saturating_sub(BATCHES_KEPT)..];
-                    if let Some(d) = window.iter().find(|x| x.0 == b.first_seq && x.1 == last_seq) {
+                    if let Some(d) = window
+                        .iter()
+                        .find(|x| x.0 == b.first_seq && x.1 == last_seq)
+                    {
                         Some(Decision::Duplicate {
                             base_offset: d.2,
                             last_offset: d.3,
                         })
                     } else {
                         let follows = match batches.last() {
-                            Some(x) => {
-                                i64::from(b.first_seq) == (i64::from(x.1) + 1) % (1 << 31)
-                            }
+                            Some(x) => i64::from(b.first_seq) == (i64::from(x.1) + 1) % (1 << 31),
                             None => b.first_seq == 0,
                         };
                         follows.then_some(Decision::Append)

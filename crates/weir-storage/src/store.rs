@@ -269,8 +269,8 @@ impl Store {
             }
             report.indexes_rebuilt += recovery.rebuilt_indexes;
             report.partition_bytes_scanned += recovery.scanned_bytes;
-            let (producers, through) = recover_producers(&path, &log, now_ms)
-                .map_err(StoreError::partition(&id))?;
+            let (producers, through) =
+                recover_producers(&path, &log, now_ms).map_err(StoreError::partition(&id))?;
             let partition = Partition {
                 id: id.clone(),
                 incarnation,

@@ -15,20 +15,16 @@ fn open(dir: &std::path::Path) -> Store {
         .0
 }
 
-/// A batch of `records` records from producer `pid` at `epoch`, first sequence `seq`:
-/// built plainly, then its producer fields set and its CRC recomputed, as a client does.
+/// A batch of `records` records from producer `pid` at `epoch`, first sequence `seq`.
 fn batch(pid: i64, epoch: i16, seq: i32, records: usize) -> Vec<u8> {
     let mut builder = BatchBuilder::new(0, NOW);
+    builder.producer_id = pid;
+    builder.producer_epoch = epoch;
+    builder.base_sequence = seq;
     for i in 0..records {
         builder.push(NOW, None, Some(format!("v{seq}-{i}").as_bytes()), &[]);
     }
-    let mut bytes = builder.build();
-    bytes[43..51].copy_from_slice(&pid.to_be_bytes());
-    bytes[51..53].copy_from_slice(&epoch.to_be_bytes());
-    bytes[53..57].copy_from_slice(&seq.to_be_bytes());
-    let crc = crc32c::crc32c(&bytes[21..]);
-    bytes[17..21].copy_from_slice(&crc.to_be_bytes());
-    bytes
+    builder.build()
 }
 
 fn log_end(store: &Store, id: &TopicPartition) -> i64 {
@@ -57,11 +53,19 @@ fn duplicates_return_original_offsets_and_append_nothing() {
     let retry = store.append(&id, &batch(5, 0, 0, 3), NOW).expect("retry");
     assert_eq!((retry.base_offset, retry.last_offset), (0, 2));
     assert_eq!(log_end(&store, &id), 5, "the retry appended nothing");
-    assert_eq!(store.wal().last_log_id(), wal_before, "nor wrote to the WAL");
-    store.wait_durable(&retry).expect("a duplicate's wait returns");
+    assert_eq!(
+        store.wal().last_log_id(),
+        wal_before,
+        "nor wrote to the WAL"
+    );
+    store
+        .wait_durable(&retry)
+        .expect("a duplicate's wait returns");
 
     // A plain batch (no producer id) is never checked.
-    store.append(&id, &batch(-1, -1, -1, 1), NOW).expect("plain");
+    store
+        .append(&id, &batch(-1, -1, -1, 1), NOW)
+        .expect("plain");
     assert_eq!(log_end(&store, &id), 6);
 }
 
@@ -133,7 +137,9 @@ fn producer_state_is_rebuilt_from_the_log_and_the_wal() {
     store.checkpoint(NOW).expect("checkpoint");
     // After the checkpoint: only in the WAL and the log's page cache.
     store.append(&id, &batch(5, 0, 2, 2), NOW).expect("second");
-    store.append(&id, &batch(6, 0, 0, 1), NOW).expect("other producer");
+    store
+        .append(&id, &batch(6, 0, 0, 1), NOW)
+        .expect("other producer");
     // A crash: no close, so no snapshot past the checkpoint.
     drop(store);
     {
