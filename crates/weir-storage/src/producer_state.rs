@@ -555,12 +555,15 @@ mod tests {
         assert!(ProducerStates::decode(&flipped).is_err());
     }
 
+    /// A producer's appended batches of its epoch: (first seq, last seq, base, last offset).
+    type History = Vec<(i32, i32, i64, i64)>;
+
     /// A model: every batch of every producer ever appended, and the rules stated
     /// directly over that history.
     #[derive(Default)]
     struct Model {
         /// producer → (epoch, appended batches of that epoch as (first, last, base, last offset)).
-        producers: HashMap<i64, (i16, Vec<(i32, i32, i64, i64)>)>,
+        producers: HashMap<i64, (i16, History)>,
         next: i64,
     }
 

@@ -575,25 +575,24 @@ impl Store {
             (state.config.timestamp_type == TimestampType::LogAppendTime).then_some(now_ms);
         // Checked under the same locks that number the batch, so two retries of one batch
         // racing each other cannot both append.
-        if let Some(producer) = &producer {
-            if let Decision::Duplicate {
+        if let Some(producer) = &producer
+            && let Decision::Duplicate {
                 base_offset,
                 last_offset,
             } = state.producers.check(producer)?
-            {
-                return Ok(Appended {
-                    base_offset,
-                    last_offset,
-                    // Kafka answers the original batch's time; weir does not keep it
-                    // and answers the time of this retry.
-                    log_append_time_ms,
-                    log_start_offset: state.log.log_start_offset(),
-                    // The original is at or below the last WAL entry written: once that
-                    // is durable, so is the original.
-                    wal_index: writer.next_index.saturating_sub(1),
-                    flush: state.config.flush,
-                });
-            }
+        {
+            return Ok(Appended {
+                base_offset,
+                last_offset,
+                // Kafka answers the original batch's time; weir does not keep it
+                // and answers the time of this retry.
+                log_append_time_ms,
+                log_start_offset: state.log.log_start_offset(),
+                // The original is at or below the last WAL entry written: once that
+                // is durable, so is the original.
+                wal_index: writer.next_index.saturating_sub(1),
+                flush: state.config.flush,
+            });
         }
         let base_offset = state.log.log_end_offset();
         let mut next_offset = base_offset;
@@ -971,10 +970,10 @@ fn recover_producers(
                 source: io::Error::other(e.to_string()),
             })?;
             let last = header.base_offset + i64::from(header.last_offset_delta);
-            if last >= offset {
-                if let Some(producer) = ProducerBatch::of(&header) {
-                    producers.record(&producer, header.base_offset, last, now_ms);
-                }
+            if last >= offset
+                && let Some(producer) = ProducerBatch::of(&header)
+            {
+                producers.record(&producer, header.base_offset, last, now_ms);
             }
             position += header.total_len() as u64;
         }
