@@ -8,6 +8,12 @@
 //! WAL stays short and recovery replays only its tail: on open, each partition log recovers
 //! its own files, then every WAL entry a partition log does not yet hold is applied again.
 //!
+//! A batch with a producer id (an idempotent producer's) is checked against the
+//! partition's [`crate::producer_state`] under the partition lock before it is stamped: a
+//! retry answers its original offsets and appends nothing. That state is written beside
+//! the partition at each checkpoint (`producers.snapshot`, not fsynced: an accelerator)
+//! and rebuilt on open from the snapshot plus the headers of the batches past it.
+//!
 //! Single node today: the term is fixed and the high watermark follows the log end. The
 //! cluster issue puts openraft in front of [`Wal`] and moves the high watermark to the
 //! commit index.
