@@ -264,6 +264,19 @@ impl ProducerStates {
         }
     }
 
+    /// Forgets producers whose last batch is below `log_start` (retention or DeleteRecords
+    /// removed it), as Kafka does: such a producer's next batch gets UNKNOWN_PRODUCER_ID
+    /// with a log start offset past its last acknowledged one, which clients read as
+    /// "retention, not loss" and answer by restarting the partition's sequence at 0.
+    pub fn remove_before(&mut self, log_start: i64) {
+        let before = self.producers.len();
+        self.producers
+            .retain(|_, e| e.batches.back().is_some_and(|b| b.last_offset >= log_start));
+        if self.producers.len() != before {
+            self.dirty = true;
+        }
+    }
+
     fn evict_least_recently_used(&mut self) {
         if let Some(oldest) = self
             .producers
@@ -532,6 +545,17 @@ mod tests {
         s.expire(10_001 + PRODUCER_ID_EXPIRATION_MS - 1);
         assert_eq!(s.len(), 1, "all but the newest producer are a day idle");
         assert!(s.epoch(99_995).is_some());
+    }
+
+    #[test]
+    fn producers_below_the_log_start_are_forgotten() {
+        let mut s = ProducerStates::default();
+        s.record(&batch(1, 0, 0, 2), 0, 1, 0);
+        s.record(&batch(2, 0, 0, 1), 2, 2, 0);
+        s.remove_before(2);
+        assert_eq!(s.epoch(1), None);
+        assert_eq!(s.epoch(2), Some(0));
+        assert_eq!(s.check(&batch(1, 0, 0, 1)), Ok(Decision::Append));
     }
 
     #[test]

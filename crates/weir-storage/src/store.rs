@@ -393,10 +393,11 @@ impl Store {
                 if offset <= state.log.log_start_offset() {
                     return Ok(false);
                 }
-                state
+                let new_start = state
                     .log
                     .delete_records(offset)
                     .map_err(StoreError::partition(&partition.id))?;
+                state.producers.remove_before(new_start);
                 Ok(true)
             }
             Command::CreatePartition { .. } => Ok(false),
@@ -758,6 +759,7 @@ impl Store {
             .log
             .delete_records(offset)
             .map_err(StoreError::partition(id))?;
+        state.producers.remove_before(new_start);
         let payload = Command::DeleteRecords {
             partition: id.clone(),
             incarnation: partition.incarnation,
@@ -781,6 +783,8 @@ impl Store {
                     .enforce_retention(now_ms)
                     .map_err(StoreError::partition(&partition.id))?;
                 report.segments_deleted += outcome.segments_deleted;
+                let log_start = state.log.log_start_offset();
+                state.producers.remove_before(log_start);
             }
             if policy.compact {
                 let outcome = state
@@ -985,6 +989,7 @@ fn recover_producers(
         }
         offset = slice.last_offset + 1;
     }
+    producers.remove_before(log.log_start_offset());
     Ok((producers, through))
 }
 

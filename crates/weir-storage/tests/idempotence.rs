@@ -186,3 +186,20 @@ fn a_damaged_snapshot_falls_back_to_the_log() {
     assert_eq!(retry.base_offset, 0);
     assert_eq!(log_end(&store, &id), 2);
 }
+
+#[test]
+fn delete_records_forgets_producers_whose_batches_are_gone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, id) = setup(dir.path());
+    store.append(&id, &batch(5, 0, 0, 2), NOW).expect("first");
+    store.append(&id, &batch(6, 0, 0, 1), NOW).expect("other");
+    assert_eq!(store.delete_records(&id, 2).expect("delete"), 2);
+    assert_eq!(store.producer_epoch(&id, 5).expect("epoch"), None);
+    assert_eq!(store.producer_epoch(&id, 6).expect("epoch"), Some(0));
+    assert!(matches!(
+        store.append(&id, &batch(5, 0, 2, 1), NOW),
+        Err(StoreError::Producer(ProducerError::UnknownProducer { .. }))
+    ));
+    // The client restarts the partition's sequence at 0 and goes on.
+    store.append(&id, &batch(5, 0, 0, 1), NOW).expect("restart");
+}
