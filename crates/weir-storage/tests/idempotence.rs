@@ -203,3 +203,29 @@ fn delete_records_forgets_producers_whose_batches_are_gone() {
     // The client restarts the partition's sequence at 0 and goes on.
     store.append(&id, &batch(5, 0, 0, 1), NOW).expect("restart");
 }
+
+#[test]
+fn batches_replayed_from_the_wal_rebuild_producer_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, id) = setup(dir.path());
+    store.append(&id, &batch(5, 0, 0, 2), NOW).expect("first");
+    store.append(&id, &batch(5, 0, 2, 1), NOW).expect("second");
+    drop(store);
+    // A crash that lost the partition log's unflushed tail: only the WAL has the batches.
+    let partition_dir = dir.path().join("partitions/idem-0");
+    for entry in std::fs::read_dir(&partition_dir).expect("list") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "log") {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_len(0))
+                .expect("truncate segment");
+        }
+    }
+    let (store, report) = Store::open(dir.path(), StoreConfig::default(), NOW).expect("reopen");
+    assert_eq!(report.wal_entries_replayed, 2);
+    let retry = store.append(&id, &batch(5, 0, 2, 1), NOW).expect("retry");
+    assert_eq!((retry.base_offset, retry.last_offset), (2, 2));
+    assert_eq!(log_end(&store, &id), 3);
+}
