@@ -14,6 +14,7 @@ use weir_storage::store::{
 use weir_storage::topic_config::{ConfigError, TopicConfig};
 
 use crate::catalog::{Catalog, CatalogError, TopicId, TopicInfo};
+use crate::producer_ids::{ProducerIdError, ProducerIds};
 
 /// Most partitions one topic may have (a bound on what one CreateTopics can ask for).
 pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
@@ -51,6 +52,8 @@ pub enum CoreError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    ProducerIds(#[from] ProducerIdError),
 }
 
 pub struct Broker {
@@ -60,6 +63,8 @@ pub struct Broker {
     pub(crate) catalog: Mutex<Catalog>,
     /// Readers waiting for appends, per partition; created on first wait.
     pub(crate) appends: RwLock<HashMap<TopicPartition, Arc<Event>>>,
+    /// Idempotent producers' ids (see `producer_ids`).
+    pub(crate) producer_ids: ProducerIds,
 }
 
 impl Broker {
@@ -96,6 +101,7 @@ impl Broker {
             config,
             catalog: Mutex::new(catalog),
             appends: RwLock::new(HashMap::new()),
+            producer_ids: ProducerIds::open(dir)?,
         };
         Ok((broker, report))
     }

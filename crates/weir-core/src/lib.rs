@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`catalog`]: the topics (name, id, partition count, settings), persisted beside the data.
 //! - [`broker`]: [`Broker`], the store plus the catalog plus append notifications.
+//! - [`producer_ids`]: producer ids for idempotent producers, never reused.
 //!
 //! # What it deliberately does not do
 //! No sockets, no async runtime, no wire versions or error codes: front ends translate.
@@ -15,6 +16,7 @@ pub mod append_wait;
 pub mod broker;
 pub mod catalog;
 mod log_dirs;
+pub mod producer_ids;
 
 pub use broker::{Broker, BrokerConfig, CoreError};
 pub use catalog::{TopicId, TopicInfo};

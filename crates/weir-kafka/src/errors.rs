@@ -3,6 +3,7 @@
 use weir_core::CoreError;
 use weir_storage::batch::BatchErrorKind;
 use weir_storage::partition::PartitionError;
+use weir_storage::producer_state::ProducerError;
 use weir_storage::store::StoreError;
 
 pub const NONE: i16 = 0;
@@ -20,6 +21,12 @@ pub const TOPIC_ALREADY_EXISTS: i16 = 36;
 pub const INVALID_PARTITIONS: i16 = 37;
 pub const INVALID_REPLICATION_FACTOR: i16 = 38;
 pub const INVALID_REQUEST: i16 = 42;
+pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+pub const INVALID_TRANSACTION_TIMEOUT: i16 = 50;
+pub const UNKNOWN_PRODUCER_ID: i16 = 59;
+pub const PRODUCER_FENCED: i16 = 90;
 pub const POLICY_VIOLATION: i16 = 44;
 pub const INVALID_CONFIG: i16 = 40;
 pub const KAFKA_STORAGE_ERROR: i16 = 56;
@@ -35,7 +42,7 @@ pub fn code(error: &CoreError) -> i16 {
         CoreError::InvalidPartitions { .. } => INVALID_PARTITIONS,
         CoreError::InvalidConfig(_) => INVALID_CONFIG,
         CoreError::Store(store) => store_code(store),
-        CoreError::Catalog(_) => KAFKA_STORAGE_ERROR,
+        CoreError::Catalog(_) | CoreError::ProducerIds(_) => KAFKA_STORAGE_ERROR,
     }
 }
 
@@ -64,5 +71,11 @@ pub fn store_code(error: &StoreError) -> i16 {
         | StoreError::CorruptCommand { .. }
         | StoreError::ReplayGap { .. } => KAFKA_STORAGE_ERROR,
         StoreError::InvalidPartitionNumber(_) => INVALID_PARTITIONS,
+        StoreError::Producer(producer) => match producer {
+            ProducerError::InvalidEpoch { .. } => INVALID_PRODUCER_EPOCH,
+            ProducerError::OutOfOrder { .. } => OUT_OF_ORDER_SEQUENCE_NUMBER,
+            ProducerError::UnknownProducer { .. } => UNKNOWN_PRODUCER_ID,
+            ProducerError::MultipleBatches => INVALID_RECORD,
+        },
     }
 }

@@ -479,6 +479,18 @@ const SHAPES: &[Shape] = &[
         ],
     },
     Shape {
+        key: ApiKey::InitProducerId,
+        min: 0,
+        max: 4,
+        flexible_from: 2,
+        fields: &[
+            f(0, UP, STR).null(0), // transactional id
+            f(0, UP, I32),         // transaction timeout ms
+            f(3, UP, I64),         // producer id
+            f(3, UP, I16),         // producer epoch
+        ],
+    },
+    Shape {
         key: ApiKey::DescribeCluster,
         min: 0,
         max: 1,

@@ -8,6 +8,7 @@
 //! - [`files`]: the bounded open-file cache every segment handle goes through.
 //! - [`partition`]: per-partition segment logs with their indexes, retention, compaction.
 //! - [`wal`]: the write-ahead log (the shard's Raft log): segments, group commit, recovery.
+//! - [`producer_state`]: idempotent producers' epochs and last sequences, per partition.
 //! - [`topic_config`]: per-topic settings under Kafka's names.
 //! - [`store`]: one WAL in front of many partition logs — the append path, replay, checkpoints.
 //!
@@ -31,6 +32,7 @@ pub mod compression;
 pub mod files;
 pub mod message;
 pub mod partition;
+pub mod producer_state;
 pub mod store;
 pub mod topic_config;
 pub mod wal;

@@ -8,6 +8,12 @@
 //! WAL stays short and recovery replays only its tail: on open, each partition log recovers
 //! its own files, then every WAL entry a partition log does not yet hold is applied again.
 //!
+//! A batch with a producer id (an idempotent producer's) is checked against the
+//! partition's [`crate::producer_state`] under the partition lock before it is stamped: a
+//! retry answers its original offsets and appends nothing. That state is written beside
+//! the partition at each checkpoint (`producers.snapshot`, not fsynced: an accelerator)
+//! and rebuilt on open from the snapshot plus the headers of the batches past it.
+//!
 //! Single node today: the term is fixed and the high watermark follows the log end. The
 //! cluster issue puts openraft in front of [`Wal`] and moves the high watermark to the
 //! commit index.
@@ -15,12 +21,14 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::batch::{self, BatchError, BatchHeader, TimestampType};
 use crate::files::FileCache;
 use crate::partition::{PartitionError, PartitionLog, ReadSlice};
+use crate::producer_state::{Decision, ProducerBatch, ProducerError, ProducerStates};
 use crate::topic_config::{ConfigError, FlushPolicy, TopicConfig};
 use crate::wal::{EntryRef, LogId, Wal, WalConfig, WalError};
 
@@ -36,6 +44,12 @@ pub const TOPIC_NAME_MAX_LEN: usize = 249;
 const REPLAY_CHUNK_BYTES: u64 = 64 * 1024 * 1024;
 /// File holding a partition's identity and settings, beside its segments.
 const PARTITION_CONFIG_FILE: &str = "partition.config";
+/// File holding a partition's idempotent-producer state as of a checkpoint, beside its
+/// segments; only an accelerator: the batch headers in the log are the truth.
+const PRODUCER_SNAPSHOT_FILE: &str = "producers.snapshot";
+/// Bytes of log asked for per step while rebuilding producer state from batch headers;
+/// only the headers inside are read.
+const PRODUCER_SCAN_STEP_BYTES: u32 = 64 * 1024 * 1024;
 const PARTITIONS_DIR: &str = "partitions";
 const WAL_DIR: &str = "wal";
 
@@ -132,6 +146,8 @@ pub enum StoreError {
     },
     #[error("the store has failed and takes no more writes: {reason}")]
     Failed { reason: String },
+    #[error(transparent)]
+    Producer(#[from] ProducerError),
 }
 
 impl StoreError {
@@ -196,6 +212,10 @@ struct Partition {
 struct PartitionState {
     log: PartitionLog,
     config: TopicConfig,
+    /// Idempotent producers' epochs and last batches, checked and updated under this lock.
+    producers: ProducerStates,
+    /// Log end offset the snapshot file on disk covers through.
+    producers_snapshot_through: i64,
 }
 
 /// The WAL position appends are numbered from; held while an append is stamped, written
@@ -255,12 +275,16 @@ impl Store {
             }
             report.indexes_rebuilt += recovery.rebuilt_indexes;
             report.partition_bytes_scanned += recovery.scanned_bytes;
+            let (producers, through) =
+                recover_producers(&path, &log, now_ms).map_err(StoreError::partition(&id))?;
             let partition = Partition {
                 id: id.clone(),
                 incarnation,
                 state: Mutex::new(PartitionState {
                     log,
                     config: topic_config,
+                    producers,
+                    producers_snapshot_through: through,
                 }),
             };
             partitions.insert(id, Arc::new(partition));
@@ -353,6 +377,12 @@ impl Store {
                         .log
                         .append(bytes, now_ms)
                         .map_err(StoreError::partition(&partition.id))?;
+                    if let Some(producer) = ProducerBatch::of(&header) {
+                        let last = header.base_offset + i64::from(header.last_offset_delta);
+                        state
+                            .producers
+                            .record(&producer, header.base_offset, last, now_ms);
+                    }
                     applied = true;
                 }
                 let end = state.log.log_end_offset();
@@ -363,10 +393,11 @@ impl Store {
                 if offset <= state.log.log_start_offset() {
                     return Ok(false);
                 }
-                state
+                let new_start = state
                     .log
                     .delete_records(offset)
                     .map_err(StoreError::partition(&partition.id))?;
+                state.producers.remove_before(new_start);
                 Ok(true)
             }
             Command::CreatePartition { .. } => Ok(false),
@@ -457,7 +488,12 @@ impl Store {
         let partition = Partition {
             id: id.clone(),
             incarnation,
-            state: Mutex::new(PartitionState { log, config }),
+            state: Mutex::new(PartitionState {
+                log,
+                config,
+                producers: ProducerStates::default(),
+                producers_snapshot_through: 0,
+            }),
         };
         self.partitions
             .write()
@@ -530,10 +566,41 @@ impl Store {
         let records_start = payload.len();
         payload.extend_from_slice(records);
 
+        let producer = match batches.as_slice() {
+            [only] => ProducerBatch::of(&only.header),
+            several if several.iter().any(|b| b.header.producer_id >= 0) => {
+                // Kafka's rule too: one idempotent batch per partition per request, so a
+                // retry is recognized (or refused) as a whole.
+                return Err(ProducerError::MultipleBatches.into());
+            }
+            _ => None,
+        };
+
         let mut writer = self.writable_writer()?;
         let mut state = lock(&partition.state);
         let log_append_time_ms =
             (state.config.timestamp_type == TimestampType::LogAppendTime).then_some(now_ms);
+        // Checked under the same locks that number the batch, so two retries of one batch
+        // racing each other cannot both append.
+        if let Some(producer) = &producer
+            && let Decision::Duplicate {
+                base_offset,
+                last_offset,
+            } = state.producers.check(producer)?
+        {
+            return Ok(Appended {
+                base_offset,
+                last_offset,
+                // Kafka answers the original batch's time; weir does not keep it
+                // and answers the time of this retry.
+                log_append_time_ms,
+                log_start_offset: state.log.log_start_offset(),
+                // The original is at or below the last WAL entry written: once that
+                // is durable, so is the original.
+                wal_index: writer.next_index.saturating_sub(1),
+                flush: state.config.flush,
+            });
+        }
         let base_offset = state.log.log_end_offset();
         let mut next_offset = base_offset;
         for validated in &batches {
@@ -561,6 +628,11 @@ impl Store {
             "partition log end follows the stamped offsets"
         );
         state.log.set_high_watermark(log_end);
+        if let Some(producer) = &producer {
+            state
+                .producers
+                .record(producer, base_offset, next_offset - 1, now_ms);
+        }
         Ok(Appended {
             base_offset,
             last_offset: next_offset - 1,
@@ -687,6 +759,7 @@ impl Store {
             .log
             .delete_records(offset)
             .map_err(StoreError::partition(id))?;
+        state.producers.remove_before(new_start);
         let payload = Command::DeleteRecords {
             partition: id.clone(),
             incarnation: partition.incarnation,
@@ -702,6 +775,7 @@ impl Store {
         let mut report = MaintenanceReport::default();
         for partition in self.all_partitions() {
             let mut state = lock(&partition.state);
+            state.producers.expire(now_ms);
             let policy = state.config.partition.cleanup_policy;
             if policy.delete {
                 let outcome = state
@@ -709,6 +783,8 @@ impl Store {
                     .enforce_retention(now_ms)
                     .map_err(StoreError::partition(&partition.id))?;
                 report.segments_deleted += outcome.segments_deleted;
+                let log_start = state.log.log_start_offset();
+                state.producers.remove_before(log_start);
             }
             if policy.compact {
                 let outcome = state
@@ -751,6 +827,7 @@ impl Store {
                 .log
                 .flush()
                 .map_err(StoreError::partition(&partition.id))?;
+            self.snapshot_producers(&partition.id, &mut state)?;
         }
         if applied > 0 {
             self.wal.purge_up_to(LogId {
@@ -779,6 +856,39 @@ impl Store {
         self.checkpoint(now_ms)?;
         self.wal.close()?;
         Ok(())
+    }
+
+    /// Writes the partition's producer snapshot when it is stale. Not fsynced: a snapshot
+    /// lost or torn in a crash only makes the next open scan more batch headers (a torn
+    /// one fails its CRC), since the log itself is the truth.
+    fn snapshot_producers(
+        &self,
+        id: &TopicPartition,
+        state: &mut PartitionState,
+    ) -> Result<(), StoreError> {
+        let log_end = state.log.log_end_offset();
+        if !state.producers.is_dirty() && state.producers_snapshot_through == log_end {
+            return Ok(());
+        }
+        let dir = self.partition_dir(id);
+        let path = dir.join(PRODUCER_SNAPSHOT_FILE);
+        let tmp = dir.join(format!("{PRODUCER_SNAPSHOT_FILE}.tmp"));
+        let bytes = state.producers.encode(log_end);
+        fs::write(&tmp, &bytes)
+            .and_then(|()| fs::rename(&tmp, &path))
+            .map_err(io_err("write", &path))?;
+        state.producers.mark_clean();
+        state.producers_snapshot_through = log_end;
+        Ok(())
+    }
+
+    /// The epoch the partition knows for `producer_id` (tests and diagnostics).
+    pub fn producer_epoch(
+        &self,
+        id: &TopicPartition,
+        producer_id: i64,
+    ) -> Result<Option<i16>, StoreError> {
+        self.with_state(id, |state| Ok(state.producers.epoch(producer_id)))
     }
 
     fn all_partitions(&self) -> Vec<Arc<Partition>> {
@@ -813,6 +923,74 @@ impl Store {
     fn partition_dir(&self, id: &TopicPartition) -> PathBuf {
         self.dir.join(PARTITIONS_DIR).join(id.to_string())
     }
+}
+
+/// A partition's producer state on open: its snapshot (when readable), then the headers of
+/// the batches the log holds past it. Returns the state and the offset the snapshot on
+/// disk covers through (0 when there is none, so the next checkpoint writes one).
+fn recover_producers(
+    dir: &Path,
+    log: &PartitionLog,
+    now_ms: i64,
+) -> Result<(ProducerStates, i64), PartitionError> {
+    let path = dir.join(PRODUCER_SNAPSHOT_FILE);
+    let snapshot = match fs::metadata(&path) {
+        Ok(meta) if meta.len() > crate::producer_state::SNAPSHOT_MAX_BYTES as u64 => {
+            Err("larger than any valid snapshot".to_string())
+        }
+        Ok(_) => fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| ProducerStates::decode(&bytes).map_err(str::to_string)),
+        Err(e) => Err(e.to_string()),
+    };
+    let (mut producers, through) = match snapshot {
+        Ok((producers, through)) if through <= log.log_end_offset() => (producers, through),
+        Ok(_) => {
+            tracing::warn!(path = %path.display(), "producer snapshot is past the log end; rebuilding from the log");
+            (ProducerStates::default(), 0)
+        }
+        Err(reason) => {
+            if log.log_end_offset() > log.log_start_offset() {
+                tracing::info!(path = %path.display(), %reason, "no usable producer snapshot; rebuilding from the log");
+            }
+            (ProducerStates::default(), 0)
+        }
+    };
+    let log_end = log.log_end_offset();
+    let mut offset = through.max(log.log_start_offset());
+    while offset < log_end {
+        let Some(slice) = log.read(offset, log_end, PRODUCER_SCAN_STEP_BYTES)? else {
+            break;
+        };
+        let mut position = slice.position;
+        let end = slice.position + slice.len;
+        let mut header_bytes = [0u8; batch::HEADER_LEN];
+        while position < end {
+            slice
+                .file
+                .read_exact_at(&mut header_bytes, position)
+                .map_err(|e| PartitionError::Io {
+                    op: "read batch header",
+                    path: dir.to_path_buf(),
+                    source: e,
+                })?;
+            let header = BatchHeader::parse(&header_bytes).map_err(|e| PartitionError::Io {
+                op: "parse batch header",
+                path: dir.to_path_buf(),
+                source: io::Error::other(e.to_string()),
+            })?;
+            let last = header.base_offset + i64::from(header.last_offset_delta);
+            if last >= offset
+                && let Some(producer) = ProducerBatch::of(&header)
+            {
+                producers.record(&producer, header.base_offset, last, now_ms);
+            }
+            position += header.total_len() as u64;
+        }
+        offset = slice.last_offset + 1;
+    }
+    producers.remove_before(log.log_start_offset());
+    Ok((producers, through))
 }
 
 /// Kafka's rule (letters, digits, `.`, `_`, `-`) widened by RocketMQ's `%` and `|`, which

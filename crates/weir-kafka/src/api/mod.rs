@@ -20,6 +20,7 @@ pub mod describe_configs;
 pub mod describe_log_dirs;
 pub mod fetch;
 pub mod incremental_alter_configs;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
@@ -56,6 +57,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::InitProducerId, 0, 4),
 ];
 
 pub fn is_supported(key: ApiKey, version: i16) -> bool {
@@ -79,6 +81,10 @@ pub async fn dispatch(context: &Context, header: &RequestHeader, request: Reques
             Rs::DescribeLogDirs(describe_log_dirs::handle(context, header, r))
         }
         Rq::DescribeCluster(r) => Rs::DescribeCluster(describe_cluster::handle(context, header, r)),
+        // May fsync the producer id reservation (once per block of ids).
+        Rq::InitProducerId(r) => {
+            Rs::InitProducerId(blocking(|| init_producer_id::handle(context, header, r)))
+        }
         // These may create or delete partitions or rewrite configs: fsyncs of many files.
         Rq::Metadata(r) => Rs::Metadata(blocking(|| metadata::handle(context, header, r))),
         Rq::CreateTopics(r) => {

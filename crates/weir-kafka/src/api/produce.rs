@@ -9,8 +9,12 @@
 //!   producer notices); acks 1: answer once appended; acks −1: answer once the append is
 //!   durable under the topic's flush policy — every partition's append is started first,
 //!   then their fsync waits are awaited together, never blocking the task on an fsync.
-//! - Batches with a producer id are appended as they are: idempotence and transactions
-//!   are not advertised yet (no InitProducerId), so well-behaved clients send none.
+//! - Batches with a producer id (idempotent producers, ids from InitProducerId) are checked
+//!   by the store under the partition lock: a retry of one of the producer's last 5
+//!   batches answers the original base offset and appends nothing; a gap is
+//!   OUT_OF_ORDER_SEQUENCE_NUMBER, a stale epoch INVALID_PRODUCER_EPOCH, an unknown
+//!   producer not starting at sequence 0 UNKNOWN_PRODUCER_ID (`errors::store_code`).
+//!   Transactional batches are not supported yet (no transactional InitProducerId).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -577,5 +581,57 @@ mod tests {
             .store()
             .offsets(&TopicPartition::new("t", 0));
         assert_eq!(offsets.expect("offsets").log_end_offset, 0);
+    }
+
+    /// `batch(records)` from producer `pid` at `epoch`, first sequence `seq`.
+    fn idempotent(records: &[(i64, &[u8])], pid: i64, epoch: i16, seq: i32) -> Bytes {
+        let mut builder = weir_storage::batch::BatchBuilder::new(0, 0);
+        builder.producer_id = pid;
+        builder.producer_epoch = epoch;
+        builder.base_sequence = seq;
+        for (timestamp, value) in records {
+            builder.push(*timestamp, None, Some(value), &[]);
+        }
+        Bytes::from(builder.build())
+    }
+
+    #[tokio::test]
+    async fn idempotent_retries_answer_the_original_offset() {
+        let h = harness();
+        h.create("t", 1, &[]);
+        let records: &[(i64, &[u8])] = &[(1, b"a"), (2, b"b")];
+        for (seq, expected) in [(0, 0), (2, 2)] {
+            let request = produce_request("t", 0, Some(idempotent(records, 7, 0, seq)), -1);
+            let p = only(&respond(&h, request, 9).await).clone();
+            assert_eq!((p.error_code, p.base_offset), (errors::NONE, expected));
+        }
+        let retry = produce_request("t", 0, Some(idempotent(records, 7, 0, 0)), -1);
+        let p = only(&respond(&h, retry, 9).await).clone();
+        assert_eq!((p.error_code, p.base_offset), (errors::NONE, 0));
+        let id = TopicPartition::new("t", 0);
+        let offsets = h.context.broker.store().offsets(&id).expect("offsets");
+        assert_eq!(offsets.log_end_offset, 4, "the retry appended nothing");
+    }
+
+    #[tokio::test]
+    async fn sequence_and_epoch_errors_are_per_partition_codes() {
+        let h = harness();
+        h.create("t", 1, &[]);
+        let records: &[(i64, &[u8])] = &[(1, b"a")];
+        let send = |pid, epoch, seq| {
+            produce_request("t", 0, Some(idempotent(records, pid, epoch, seq)), -1)
+        };
+        assert_eq!(
+            only(&respond(&h, send(7, 1, 0), 9).await).error_code,
+            errors::NONE
+        );
+        let gap = respond(&h, send(7, 1, 5), 9).await;
+        assert_eq!(only(&gap).error_code, errors::OUT_OF_ORDER_SEQUENCE_NUMBER);
+        assert!(only(&gap).error_message.is_some());
+        let stale = respond(&h, send(7, 0, 1), 9).await;
+        assert_eq!(only(&stale).error_code, errors::INVALID_PRODUCER_EPOCH);
+        let unknown = respond(&h, send(8, 0, 3), 9).await;
+        assert_eq!(only(&unknown).error_code, errors::UNKNOWN_PRODUCER_ID);
+        assert_eq!(only(&unknown).base_offset, -1);
     }
 }

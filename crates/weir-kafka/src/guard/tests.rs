@@ -302,6 +302,17 @@ fn request(key: ApiKey, v: i16) -> RequestKind {
             }
             RequestKind::DescribeCluster(request)
         }
+        ApiKey::InitProducerId => {
+            let mut request = InitProducerIdRequest::default()
+                .with_transactional_id(Some(TransactionalId(s("tx"))))
+                .with_transaction_timeout_ms(60_000);
+            if v >= 3 {
+                request = request
+                    .with_producer_id(ProducerId(42))
+                    .with_producer_epoch(3);
+            }
+            RequestKind::InitProducerId(request)
+        }
         other => panic!("no test request for {other:?}"),
     }
 }
@@ -322,6 +333,7 @@ fn default_request(key: ApiKey) -> RequestKind {
         ApiKey::CreatePartitions => RequestKind::CreatePartitions(Default::default()),
         ApiKey::IncrementalAlterConfigs => RequestKind::IncrementalAlterConfigs(Default::default()),
         ApiKey::DescribeCluster => RequestKind::DescribeCluster(Default::default()),
+        ApiKey::InitProducerId => RequestKind::InitProducerId(Default::default()),
         other => panic!("no default request for {other:?}"),
     }
 }
