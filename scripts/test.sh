@@ -76,8 +76,16 @@ step "fuzz: decode_request (30 s)"
 if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install --locked cargo-fuzz
 fi
-(cd crates/weir-kafka && cargo fuzz run -s none decode_request -- \
-    -max_total_time=30 -rss_limit_mb=1024 -print_final_stats=1)
+fuzz_log=$(mktemp)
+if (cd crates/weir-kafka && cargo fuzz run -s none decode_request -- \
+    -max_total_time=30 -rss_limit_mb=1024 -print_final_stats=1) >"$fuzz_log" 2>&1; then
+    grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|Done )' "$fuzz_log" || tail -n 3 "$fuzz_log"
+    rm -f "$fuzz_log"
+else
+    tail -n 60 "$fuzz_log"
+    echo "the fuzz run failed (full log: $fuzz_log)"
+    exit 1
+fi
 
 step "real clients against weir serve (tests/clients)"
 cargo build --locked --bin weir
