@@ -674,6 +674,30 @@ pub fn decode_records_limited(
     Ok(records)
 }
 
+/// The offset delta of the first record whose timestamp (by the batch's timestamp type)
+/// equals `timestamp_ms`, found by walking the records in place: no record is copied, so
+/// the append path can afford it for every batch.
+pub fn offset_delta_with_timestamp(
+    batch: &[u8],
+    timestamp_ms: i64,
+) -> Result<Option<i32>, BatchError> {
+    let header = BatchHeader::parse(batch)?;
+    let log_append_time = header.timestamp_type() == TimestampType::LogAppendTime;
+    let mut found = None;
+    for_each_record(batch, MAX_DECOMPRESSED_BYTES_DEFAULT, |_, record| {
+        let timestamp = if log_append_time {
+            header.max_timestamp
+        } else {
+            header.base_timestamp.saturating_add(record.timestamp_delta)
+        };
+        if found.is_none() && timestamp == timestamp_ms {
+            found = Some(record.offset_delta);
+        }
+        Ok(())
+    })?;
+    Ok(found)
+}
+
 /// Re-encodes the batch at the start of `batch` keeping only the records `keep` accepts, for
 /// compaction. Keeps the base offset, each kept record's offset and timestamp deltas, the
 /// original lastOffsetDelta (so the batch still ends where it did), the producer id, epoch

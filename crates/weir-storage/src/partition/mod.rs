@@ -458,14 +458,30 @@ impl PartitionLog {
                 reason: "negative lastOffsetDelta",
             }));
         }
-        // Decoded before anything is written, so a batch that does not decode changes nothing.
-        let records = batch::decode_records(batch).map_err(batch_error)?;
         if self.should_roll(&header, batch.len() as u64, now_ms) {
             self.roll(now_ms)?;
         }
-        // The key/tag index of the active segment is fed only once something has looked it
-        // up (which builds it from the file); until then appends skip it, so reopening a
-        // large active segment costs nothing on the write path.
+        // Everything that reads the records happens before anything is written, so a batch
+        // that does not decode changes nothing. The key/tag index of the active segment is
+        // fed only once something has looked it up (which builds it from the file): until
+        // then appends need not copy records out, and reopening a large active segment
+        // costs nothing on the write path.
+        let records = if self.active().lock_search().is_some() {
+            Some(batch::decode_records(batch).map_err(batch_error)?)
+        } else {
+            None
+        };
+        let raises_max = self
+            .active()
+            .max_timestamp
+            .is_none_or(|(max, _)| header.max_timestamp > max);
+        let max_timestamp_offset = if raises_max {
+            let delta = batch::offset_delta_with_timestamp(batch, header.max_timestamp)
+                .map_err(batch_error)?;
+            header.base_offset + i64::from(delta.unwrap_or(0))
+        } else {
+            header.base_offset
+        };
         let interval = self.config.index_interval_bytes;
         let file = self.file(self.active())?;
         let active = self.active_mut();
@@ -475,13 +491,10 @@ impl PartitionLog {
             active.roll_base_ms = now_ms;
         }
         if active.note_batch(&header, batch.len() as u64, interval) {
-            active.max_timestamp = Some((
-                header.max_timestamp,
-                segment::offset_of_max_timestamp(&header, &records),
-            ));
+            active.max_timestamp = Some((header.max_timestamp, max_timestamp_offset));
         }
-        if let Some(search) = active.search_mut() {
-            search.add(&header, &records);
+        if let (Some(search), Some(records)) = (active.search_mut(), &records) {
+            search.add(&header, records);
         }
         Ok(())
     }
