@@ -95,4 +95,9 @@ export WEIR_BIN="$target_dir/debug/weir"
 clients_status=0
 .venv/bin/python -m pytest -c tests/clients/pytest.ini tests/clients -q || clients_status=$?
 (cd tests/clients && node --test kafkajs/kafkajs.test.js) || clients_status=$?
+
+step "kafka-python's own integration tests, allow-listed (tests/compat/kafka-python)"
+# The same weir binary; the suite's sdist is cached under target/. Its failures join the
+# clients' status so one report shows every client's failures.
+tests/compat/kafka-python/run.sh || clients_status=$?
 exit "$clients_status"
