@@ -195,7 +195,17 @@ fn broker(
         .find(|(k, _)| *k == "cleanup.policy")
         .map(|(_, v)| v)
         .unwrap_or_default();
+    let listener = format!(
+        "PLAINTEXT://{}:{}",
+        context.config.advertised_host, context.config.advertised_port
+    );
     let entries: Vec<(&'static str, String, i8, i8)> = vec![
+        (
+            "advertised.listeners",
+            listener.clone(),
+            SOURCE_STATIC_BROKER,
+            TYPE_LIST,
+        ),
         (
             "auto.create.topics.enable",
             config.auto_create_topics.to_string(),
@@ -208,6 +218,7 @@ fn broker(
             SOURCE_STATIC_BROKER,
             TYPE_INT,
         ),
+        ("listeners", listener, SOURCE_STATIC_BROKER, TYPE_LIST),
         (
             "default.replication.factor",
             DEFAULT_REPLICATION_FACTOR.to_string(),
