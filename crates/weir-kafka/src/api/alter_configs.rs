@@ -4,14 +4,14 @@
 //! read-only in weir: INVALID_REQUEST, as Kafka answers for a setting it cannot change
 //! dynamically.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse, RequestHeader};
 use kafka_protocol::protocol::StrBytes;
 
-use super::Context;
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::{Context, answer_each_once};
 use crate::errors::{self, INVALID_REQUEST, NONE};
 
 /// A refusal: error code and message.
@@ -22,21 +22,12 @@ pub fn handle(
     _header: &RequestHeader,
     request: AlterConfigsRequest,
 ) -> AlterConfigsResponse {
-    let duplicates = duplicated(
-        request
-            .resources
-            .iter()
-            .map(|r| (r.resource_type, &r.resource_name)),
-    );
-    let mut answered = HashSet::new();
-    let responses = request
-        .resources
-        .into_iter()
-        // A duplicated resource is answered once, with its refusal.
-        .filter(|r| answered.insert((r.resource_type, r.resource_name.clone())))
-        .map(|resource| {
-            let key = (resource.resource_type, resource.resource_name.clone());
-            let outcome = if duplicates.contains_key(&key) {
+    let validate_only = request.validate_only;
+    let responses = answer_each_once(
+        request.resources,
+        |r| (r.resource_type, r.resource_name.clone()),
+        |resource, repeated| {
+            let outcome = if repeated {
                 Err(duplicate_resource())
             } else {
                 check_topic_resource(resource.resource_type).and_then(|()| {
@@ -53,34 +44,31 @@ pub fn handle(
                         context,
                         resource.resource_name.as_str(),
                         overrides,
-                        request.validate_only,
+                        validate_only,
                     )
                 })
             };
-            let response = AlterConfigsResourceResponse::default()
-                .with_resource_type(resource.resource_type)
-                .with_resource_name(resource.resource_name);
-            match outcome {
-                Ok(()) => response.with_error_code(NONE).with_error_message(None),
-                Err((code, message)) => response
-                    .with_error_code(code)
-                    .with_error_message(Some(StrBytes::from_string(message))),
-            }
-        })
-        .collect();
+            resource_response(resource.resource_type, resource.resource_name, outcome)
+        },
+    );
     AlterConfigsResponse::default().with_responses(responses)
 }
 
-/// Resources named more than once in one request (Kafka refuses them).
-pub(crate) fn duplicated<'a>(
-    resources: impl Iterator<Item = (i8, &'a StrBytes)>,
-) -> HashMap<(i8, StrBytes), usize> {
-    let mut counts: HashMap<(i8, StrBytes), usize> = HashMap::new();
-    for (kind, name) in resources {
-        *counts.entry((kind, name.clone())).or_default() += 1;
+/// The per-resource answer of both alter APIs.
+pub(crate) fn resource_response(
+    resource_type: i8,
+    resource_name: StrBytes,
+    outcome: Result<(), Failure>,
+) -> AlterConfigsResourceResponse {
+    let response = AlterConfigsResourceResponse::default()
+        .with_resource_type(resource_type)
+        .with_resource_name(resource_name);
+    match outcome {
+        Ok(()) => response.with_error_code(NONE).with_error_message(None),
+        Err((code, message)) => response
+            .with_error_code(code)
+            .with_error_message(Some(StrBytes::from_string(message))),
     }
-    counts.retain(|_, count| *count > 1);
-    counts
 }
 
 pub(crate) fn duplicate_resource() -> Failure {

@@ -2,19 +2,17 @@
 //! shrinks: INVALID_PARTITIONS), or only checks with `validate_only`. On one node an
 //! explicit assignment may only place each new partition on this node alone.
 
-use std::collections::{HashMap, HashSet};
-
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{
-    BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, RequestHeader, TopicName,
+    BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, RequestHeader,
 };
 use kafka_protocol::protocol::StrBytes;
 use weir_core::CoreError;
 
-use super::Context;
 use super::create_topics::{PARTITIONS_PER_REQUEST_MAX, TOO_MANY_PARTITIONS};
+use super::{Context, answer_each_once};
 use crate::errors::{self, INVALID_PARTITIONS, INVALID_REQUEST, NONE, POLICY_VIOLATION};
 
 const INVALID_REPLICA_ASSIGNMENT: i16 = ResponseError::InvalidReplicaAssignment.code();
@@ -24,37 +22,32 @@ pub fn handle(
     _header: &RequestHeader,
     request: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
-    // Kafka refuses a topic named more than once in one request.
-    let mut counts: HashMap<TopicName, usize> = HashMap::new();
-    for topic in &request.topics {
-        *counts.entry(topic.name.clone()).or_default() += 1;
-    }
     let too_many = new_partitions(context, &request) > PARTITIONS_PER_REQUEST_MAX;
-    let mut answered: HashSet<TopicName> = HashSet::new();
-    let mut results = Vec::with_capacity(counts.len());
-    for topic in request.topics {
-        if !answered.insert(topic.name.clone()) {
-            continue;
-        }
-        let name = topic.name.clone();
-        let outcome = if too_many {
-            Err((POLICY_VIOLATION, TOO_MANY_PARTITIONS.to_string()))
-        } else if counts.get(&name).copied().unwrap_or(0) > 1 {
-            Err((
-                INVALID_REQUEST,
-                format!("topic {} is named more than once", name.as_str()),
-            ))
-        } else {
-            grow(context, &topic, request.validate_only)
-        };
-        let result = CreatePartitionsTopicResult::default().with_name(name);
-        results.push(match outcome {
-            Ok(()) => result.with_error_code(NONE).with_error_message(None),
-            Err((code, message)) => result
-                .with_error_code(code)
-                .with_error_message(Some(StrBytes::from_string(message))),
-        });
-    }
+    let validate_only = request.validate_only;
+    let results = answer_each_once(
+        request.topics,
+        |t| t.name.clone(),
+        |topic, repeated| {
+            let name = topic.name.clone();
+            let outcome = if too_many {
+                Err((POLICY_VIOLATION, TOO_MANY_PARTITIONS.to_string()))
+            } else if repeated {
+                Err((
+                    INVALID_REQUEST,
+                    format!("topic {} is named more than once", name.as_str()),
+                ))
+            } else {
+                grow(context, &topic, validate_only)
+            };
+            let result = CreatePartitionsTopicResult::default().with_name(name);
+            match outcome {
+                Ok(()) => result.with_error_code(NONE).with_error_message(None),
+                Err((code, message)) => result
+                    .with_error_code(code)
+                    .with_error_message(Some(StrBytes::from_string(message))),
+            }
+        },
+    );
     CreatePartitionsResponse::default().with_results(results)
 }
 

@@ -5,8 +5,6 @@
 //! setting answers INVALID_CONFIG and creates nothing. v5+ answers with the partition
 //! count, replication factor and every setting; v7 with the topic id.
 
-use std::collections::{HashMap, HashSet};
-
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{
@@ -19,8 +17,8 @@ use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 use weir_core::{CoreError, TopicId, TopicInfo};
 
-use super::Context;
 use super::describe_configs::topic_entries;
+use super::{Context, answer_each_once};
 use crate::errors::{
     self, INVALID_CONFIG, INVALID_PARTITIONS, INVALID_REPLICATION_FACTOR, INVALID_REQUEST, NONE,
     POLICY_VIOLATION,
@@ -42,38 +40,33 @@ pub fn handle(
     _header: &RequestHeader,
     request: CreateTopicsRequest,
 ) -> CreateTopicsResponse {
-    // Kafka refuses every entry of a topic named more than once in one request.
-    let mut counts: HashMap<TopicName, usize> = HashMap::new();
-    for topic in &request.topics {
-        *counts.entry(topic.name.clone()).or_default() += 1;
-    }
     let too_many = requested_partitions(context, &request) > PARTITIONS_PER_REQUEST_MAX;
-    let mut answered: HashSet<TopicName> = HashSet::new();
-    let mut results = Vec::with_capacity(counts.len());
-    for topic in request.topics {
-        if !answered.insert(topic.name.clone()) {
-            continue;
-        }
-        let name = topic.name.clone();
-        let outcome = if too_many {
-            Err((POLICY_VIOLATION, TOO_MANY_PARTITIONS.to_string()))
-        } else if counts.get(&name).copied().unwrap_or(0) > 1 {
-            Err((
-                INVALID_REQUEST,
-                format!("topic {} is named more than once", name.as_str()),
-            ))
-        } else {
-            create(context, topic, request.validate_only)
-        };
-        results.push(match outcome {
-            Ok(info) => created(name, &info),
-            Err((code, message)) => CreatableTopicResult::default()
-                .with_name(name)
-                .with_error_code(code)
-                .with_error_message(Some(StrBytes::from_string(message)))
-                .with_configs(None),
-        });
-    }
+    let validate_only = request.validate_only;
+    let results = answer_each_once(
+        request.topics,
+        |t| t.name.clone(),
+        |topic, repeated| {
+            let name = topic.name.clone();
+            let outcome = if too_many {
+                Err((POLICY_VIOLATION, TOO_MANY_PARTITIONS.to_string()))
+            } else if repeated {
+                Err((
+                    INVALID_REQUEST,
+                    format!("topic {} is named more than once", name.as_str()),
+                ))
+            } else {
+                create(context, topic, validate_only)
+            };
+            match outcome {
+                Ok(info) => created(name, &info),
+                Err((code, message)) => CreatableTopicResult::default()
+                    .with_name(name)
+                    .with_error_code(code)
+                    .with_error_message(Some(StrBytes::from_string(message)))
+                    .with_configs(None),
+            }
+        },
+    );
     CreateTopicsResponse::default().with_topics(results)
 }
 

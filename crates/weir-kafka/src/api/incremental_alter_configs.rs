@@ -13,10 +13,10 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use weir_storage::topic_config::TopicConfig;
 
-use super::Context;
 use super::alter_configs::{
-    Failure, check_topic_resource, duplicate_key, duplicate_resource, duplicated, set_overrides,
+    Failure, check_topic_resource, duplicate_key, duplicate_resource, set_overrides,
 };
+use super::{Context, answer_each_once};
 use crate::errors::{INVALID_CONFIG, INVALID_REQUEST, NONE, UNKNOWN_TOPIC_OR_PARTITION};
 
 /// Kafka's AlterConfigOp types.
@@ -33,21 +33,12 @@ pub fn handle(
     _header: &RequestHeader,
     request: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
-    let duplicates = duplicated(
-        request
-            .resources
-            .iter()
-            .map(|r| (r.resource_type, &r.resource_name)),
-    );
-    let mut answered = HashSet::new();
-    let responses = request
-        .resources
-        .into_iter()
-        // A duplicated resource is answered once, with its refusal.
-        .filter(|r| answered.insert((r.resource_type, r.resource_name.clone())))
-        .map(|resource| {
-            let key = (resource.resource_type, resource.resource_name.clone());
-            let outcome = if duplicates.contains_key(&key) {
+    let validate_only = request.validate_only;
+    let responses = answer_each_once(
+        request.resources,
+        |r| (r.resource_type, r.resource_name.clone()),
+        |resource, repeated| {
+            let outcome = if repeated {
                 Err(duplicate_resource())
             } else {
                 check_topic_resource(resource.resource_type).and_then(|()| {
@@ -55,7 +46,7 @@ pub fn handle(
                         context,
                         resource.resource_name.as_str(),
                         &resource.configs,
-                        request.validate_only,
+                        validate_only,
                     )
                 })
             };
@@ -68,8 +59,8 @@ pub fn handle(
                     .with_error_code(code)
                     .with_error_message(Some(StrBytes::from_string(message))),
             }
-        })
-        .collect();
+        },
+    );
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 

@@ -121,3 +121,26 @@ fn blocking<R>(f: impl FnOnce() -> R) -> R {
         _ => f(),
     }
 }
+
+/// Kafka answers a resource named more than once in one request once, and refuses it.
+/// Calls `answer(entry, named_more_than_once)` for the first entry of each key, in request
+/// order, and collects the answers.
+pub(crate) fn answer_each_once<T, K: Eq + std::hash::Hash, R>(
+    entries: Vec<T>,
+    key: impl Fn(&T) -> K,
+    mut answer: impl FnMut(T, bool) -> R,
+) -> Vec<R> {
+    let mut counts: std::collections::HashMap<K, usize> = std::collections::HashMap::new();
+    for entry in &entries {
+        *counts.entry(key(entry)).or_default() += 1;
+    }
+    let mut answered = std::collections::HashSet::new();
+    entries
+        .into_iter()
+        .filter_map(|entry| {
+            let k = key(&entry);
+            let repeated = counts.get(&k).copied().unwrap_or(0) > 1;
+            answered.insert(k).then(|| answer(entry, repeated))
+        })
+        .collect()
+}
