@@ -10,10 +10,9 @@
 //! the same scenario through confluent-kafka.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -39,85 +38,33 @@ const TOPIC: &str = "durable";
 const PRODUCE_KEY: i16 = 0;
 const PRODUCE_VERSION: i16 = 3;
 
+mod common;
+
+/// The real broker and the address its Kafka listener took.
 struct Server {
-    child: Child,
+    process: common::Weir,
     addr: String,
-    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
     fn start(data: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
-            .args(["serve", "--data-dir"])
-            .arg(data)
-            .args(["--kafka-addr", "127.0.0.1:0"])
-            .env_remove("WEIR_DATA_DIR")
-            .env_remove("WEIR_CONFIG")
-            .env("WEIR_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start weir serve");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().expect("log lock").push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + WAIT;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            let Ok(line) = rx.recv_timeout(left) else {
-                break;
-            };
-            if let Some(at) = line.find("kafka listening addr=") {
-                let addr = line[at + "kafka listening addr=".len()..]
-                    .split_whitespace()
-                    .next()
-                    .expect("address after addr=")
-                    .to_string();
-                return Server { child, addr, log };
-            }
+        let (process, addr) = common::Weir::serve(data);
+        Server {
+            process,
+            addr: addr.to_string(),
         }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!(
-            "weir did not listen; log:\n{}",
-            log.lock().expect("log lock").join("\n")
-        );
     }
 
     fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success());
+        self.process.signal(signal);
     }
 
     fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "weir did not exit");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.process.wait_exit()
     }
 
-    fn log_text(&self) -> String {
-        self.log.lock().expect("log lock").join("\n")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn log_text(&mut self) -> String {
+        self.process.log_text()
     }
 }
 

@@ -2,11 +2,9 @@
 //! negotiation, pipelining, and hostile input — each bad frame gets an error or a closed
 //! connection, the broker keeps serving new connections, and its memory stays small.
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
@@ -22,8 +20,11 @@ const WAIT: Duration = Duration::from_secs(30);
 /// take hundreds.
 const RSS_KIB_MAX: u64 = 96 * 1024;
 
+mod common;
+
+/// The real broker, with the raw-TCP helpers these tests need.
 struct Weir {
-    child: Child,
+    process: common::Weir,
     addr: SocketAddr,
     _data: tempfile::TempDir,
 }
@@ -31,49 +32,12 @@ struct Weir {
 impl Weir {
     fn start() -> Weir {
         let data = tempfile::tempdir().expect("data dir");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(data.path())
-            .args(["--kafka-addr", "127.0.0.1:0"])
-            .env("WEIR_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start weir serve");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + WAIT;
-        let mut seen = Vec::new();
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            let Ok(line) = lines.recv_timeout(left) else {
-                break;
-            };
-            if let Some(at) = line.find("kafka listening addr=") {
-                let addr = line[at + "kafka listening addr=".len()..]
-                    .split_whitespace()
-                    .next()
-                    .expect("address")
-                    .parse()
-                    .expect("socket address");
-                // Keep draining stderr so the broker never blocks on a full pipe.
-                std::thread::spawn(move || for _ in lines {});
-                return Weir {
-                    child,
-                    addr,
-                    _data: data,
-                };
-            }
-            seen.push(line);
+        let (process, addr) = common::Weir::serve(data.path());
+        Weir {
+            process,
+            addr,
+            _data: data,
         }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("no `kafka listening` line; saw:\n{}", seen.join("\n"));
     }
 
     fn connect(&self) -> TcpStream {
@@ -84,31 +48,18 @@ impl Weir {
     }
 
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("broker's /proc status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS")
+        self.process.rss_kib()
     }
 
     /// A fresh connection still gets an ApiVersions answer, and the process is running.
     fn assert_serving(&mut self, after: &str) {
         assert!(
-            self.child.try_wait().expect("wait").is_none(),
+            self.process.child.try_wait().expect("wait").is_none(),
             "broker exited after {after}"
         );
         let mut stream = self.connect();
         let response = api_versions(&mut stream, 0, 77);
         assert_eq!(response.error_code, 0, "after {after}");
-    }
-}
-
-impl Drop for Weir {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

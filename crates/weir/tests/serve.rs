@@ -1,107 +1,14 @@
 //! `weir serve` as a user runs it: the real binary, its flags and environment variables,
 //! recovery of what an earlier run left, and a clean stop on SIGTERM and SIGINT.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Command;
 
 use weir_core::{Broker, BrokerConfig, TopicId};
 use weir_storage::batch::BatchBuilder;
 use weir_storage::store::{StoreConfig, TopicPartition};
 
-const WAIT: Duration = Duration::from_secs(30);
-
-struct Server {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Server {
-    fn start(args: &[&str], envs: &[(&str, &Path)]) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
-        command
-            .arg("serve")
-            .args(args)
-            .env_remove("WEIR_DATA_DIR")
-            .env("WEIR_LOG", "info");
-        for (key, value) in envs {
-            command.env(key, value);
-        }
-        let mut child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start weir serve");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        Server {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits for a log line containing `needle`, returning it.
-    fn wait_for(&mut self, needle: &str) -> String {
-        let deadline = std::time::Instant::now() + WAIT;
-        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        panic!(
-            "no log line with {needle:?}; saw:\n{}",
-            self.seen.join("\n")
-        );
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success());
-    }
-
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = std::time::Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                // Drain what is left of the log.
-                while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
-                    self.seen.push(line);
-                }
-                return status;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "weir serve did not exit"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod common;
+use common::Weir;
 
 #[test]
 fn serve_recovers_existing_data_and_stops_cleanly_on_sigterm() {
@@ -122,7 +29,7 @@ fn serve_recovers_existing_data_and_stops_cleanly_on_sigterm() {
         // No close: serve must recover from the WAL.
     }
     let data_arg = data.to_str().expect("utf-8 path");
-    let mut server = Server::start(&["--data-dir", data_arg], &[]);
+    let mut server = Weir::spawn(&["--data-dir", data_arg], &[]);
     let recovered = server.wait_for("storage recovered");
     assert!(recovered.contains("partitions=3"), "{recovered}");
     let partition = server.wait_for("partition=orders-2");
@@ -143,7 +50,7 @@ fn serve_recovers_existing_data_and_stops_cleanly_on_sigterm() {
 fn environment_sets_the_data_dir_and_sigint_stops() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("from-env");
-    let mut server = Server::start(&[], &[("WEIR_DATA_DIR", &data)]);
+    let mut server = Weir::spawn(&[], &[("WEIR_DATA_DIR", data.as_os_str())]);
     server.wait_for("kafka listening");
     assert!(
         data.join("wal").is_dir(),
@@ -159,11 +66,11 @@ fn restart_after_sigkill_serves_again() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let data_arg = data.to_str().expect("utf-8 path");
-    let mut first = Server::start(&["--data-dir", data_arg], &[]);
+    let mut first = Weir::spawn(&["--data-dir", data_arg], &[]);
     first.wait_for("kafka listening");
     first.signal("-KILL");
     assert!(!first.wait_exit().success());
-    let mut second = Server::start(&["--data-dir", data_arg], &[]);
+    let mut second = Weir::spawn(&["--data-dir", data_arg], &[]);
     second.wait_for("kafka listening");
     second.signal("-TERM");
     assert!(second.wait_exit().success());
@@ -183,7 +90,7 @@ fn config_file_is_read_and_flags_override_it() {
     )
     .expect("write config");
     let config_arg = config.to_str().expect("utf-8");
-    let mut server = Server::start(
+    let mut server = Weir::spawn(
         &["--config", config_arg, "--kafka-addr", "127.0.0.1:0"],
         &[],
     );
