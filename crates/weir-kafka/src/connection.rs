@@ -1,17 +1,28 @@
 //! One client connection: read a size-prefixed frame (bounded in size and in time), check
 //! its wire shape ([`crate::guard`]), decode its header and body, dispatch, write the
-//! response. Requests are handled one at a time, as Kafka does, so responses leave in
-//! request order even when a client pipelines.
+//! response.
+//!
+//! Pipelining keeps Kafka's order: each request runs up to its first wait (a produce has
+//! appended, a fetch has looked for data) before the next one is read, so requests take
+//! effect in arrival order; only the waits overlap — an acks=all produce waiting for its
+//! fsync while the next request appends, so they share the WAL's group commit — and the
+//! responses leave in request order. At most [`PIPELINE_DEPTH_MAX`] answers wait at once.
 //!
 //! Nothing here trusts the peer: a frame's claimed length only bounds the read, memory
 //! grows with the bytes that actually arrive, and a frame that is malformed in any way
 //! closes the connection (ApiVersions at an unknown version gets error 35 instead).
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::api::{self, Context};
@@ -54,32 +65,93 @@ pub(crate) enum ConnectionError {
     BudgetClosed,
 }
 
+/// Requests read but not yet answered on one connection (a client's in-flight requests:
+/// librdkafka's default is 5 per connection for idempotent producers).
+pub(crate) const PIPELINE_DEPTH_MAX: usize = 16;
+
+/// A request's answer: the response frame to write (none for acks=0), once its wait is over.
+type Answer<'a> = Pin<Box<dyn Future<Output = Result<Option<Bytes>, ConnectionError>> + Send + 'a>>;
+
 /// Serves one connection. `budget` holds the bytes of request frames that all connections
 /// may hold at once ([`crate::limits::FRAME_BYTES_IN_FLIGHT_MAX`]); a frame's share is
-/// released once its response is written.
+/// released once the request has taken effect (its first poll), before any wait.
 pub(crate) async fn run(
     stream: TcpStream,
     context: &Context,
     budget: &Semaphore,
 ) -> Result<(), ConnectionError> {
     stream.set_nodelay(true)?;
-    let (mut reader, writer) = stream.into_split();
+    let (reader, writer) = stream.into_split();
     let mut writer = BufWriter::new(writer);
+    let mut pending: VecDeque<Answer<'_>> = VecDeque::new();
+    // The frame being read lives across loop turns, so answering a request never drops a
+    // half-read frame; it owns the read half and hands it back with the frame.
+    let mut reading = Some(Box::pin(read_next(reader, budget)));
     loop {
-        let Some((frame, _held)) = read_frame(&mut reader, budget).await? else {
-            return Ok(());
-        };
-        let Some(response) = handle_frame(frame, context).await? else {
-            continue;
-        };
-        let write = async {
-            writer.write_all(&response).await?;
-            writer.flush().await
-        };
-        tokio::time::timeout(CONNECTION_IDLE_MAX, write)
-            .await
-            .map_err(|_| ConnectionError::WriteTimeout)??;
+        tokio::select! {
+            biased;
+            answer = async {
+                match pending.front_mut() {
+                    Some(answer) => answer.as_mut().await,
+                    None => std::future::pending().await,
+                }
+            }, if !pending.is_empty() => {
+                pending.pop_front();
+                if let Some(response) = answer? {
+                    write_response(&mut writer, &response).await?;
+                }
+            }
+            (reader, frame) = async {
+                match reading.as_mut() {
+                    Some(read) => read.as_mut().await,
+                    None => std::future::pending().await,
+                }
+            }, if reading.is_some() && pending.len() < PIPELINE_DEPTH_MAX => {
+                let Some((frame, held)) = frame? else {
+                    // End of stream: answer what is pending, then close.
+                    reading = None;
+                    continue;
+                };
+                reading = Some(Box::pin(read_next(reader, budget)));
+                let mut answer: Answer<'_> = Box::pin(handle_frame(frame, context));
+                let first = std::future::poll_fn(|cx| Poll::Ready(answer.as_mut().poll(cx))).await;
+                // The request has taken effect (or failed); its frame's bytes are no longer
+                // needed, whatever it still waits for.
+                drop(held);
+                match first {
+                    Poll::Ready(result) => pending.push_back(Box::pin(std::future::ready(result))),
+                    Poll::Pending => pending.push_back(answer),
+                }
+            }
+            else => return Ok(()),
+        }
     }
+}
+
+/// [`read_frame`] owning the read half, so the read can outlive one `select!` turn.
+async fn read_next(
+    mut reader: OwnedReadHalf,
+    budget: &Semaphore,
+) -> (
+    OwnedReadHalf,
+    Result<Option<(Bytes, SemaphorePermit<'_>)>, ConnectionError>,
+) {
+    let frame = read_frame(&mut reader, budget).await;
+    (reader, frame)
+}
+
+async fn write_response(
+    writer: &mut BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+    response: &[u8],
+) -> Result<(), ConnectionError> {
+    let write = async {
+        writer.write_all(response).await?;
+        writer.flush().await
+    };
+    tokio::time::timeout(CONNECTION_IDLE_MAX, write)
+        .await
+        .map_err(|_| ConnectionError::WriteTimeout)?
+        .map_err(ConnectionError::from)
 }
 
 /// Reads one frame body (without its size prefix) and the share of `budget` its buffer
