@@ -822,6 +822,20 @@ impl Store {
             writer.next_index - 1
         };
         for partition in self.all_partitions() {
+            // The bulk of a flush — writing back the data appended since the last one — runs
+            // without the partition's lock, so appends to it do not wait for it; the flush
+            // under the lock then only writes what arrived meanwhile, indexes and metadata.
+            let unflushed = lock(&partition.state)
+                .log
+                .unflushed_files()
+                .map_err(StoreError::partition(&partition.id))?;
+            for file in unflushed {
+                file.sync_data().map_err(|source| StoreError::Io {
+                    op: "fsync segment",
+                    path: self.partition_dir(&partition.id),
+                    source,
+                })?;
+            }
             let mut state = lock(&partition.state);
             state
                 .log

@@ -1046,6 +1046,19 @@ impl PartitionLog {
         self.write_meta()
     }
 
+    /// Handles of the segments holding data not yet fsynced. A caller may fsync them
+    /// without holding the log (appends go on meanwhile), so that the [`flush`] it then
+    /// runs under its lock finds little left to write.
+    ///
+    /// [`flush`]: PartitionLog::flush
+    pub fn unflushed_files(&self) -> Result<Vec<Arc<File>>, PartitionError> {
+        self.segments
+            .iter()
+            .filter(|segment| segment.flushed_size < segment.size)
+            .map(|segment| self.file(segment))
+            .collect()
+    }
+
     /// Fsyncs data, persists indexes and then the recovery point (= log end offset).
     pub fn flush(&mut self) -> Result<(), PartitionError> {
         let sealed = self.segments.len() - 1;
