@@ -4,16 +4,22 @@
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse, RequestHeader};
-use kafka_protocol::protocol::StrBytes;
 
 use super::{Context, SUPPORTED};
 use crate::errors::UNSUPPORTED_VERSION;
 
 pub fn handle(
     _context: &Context,
-    _header: &RequestHeader,
-    _request: ApiVersionsRequest,
+    header: &RequestHeader,
+    request: ApiVersionsRequest,
 ) -> ApiVersionsResponse {
+    // v3+ clients name their software: worth a line when tracing a client's behaviour.
+    tracing::debug!(
+        version = header.request_api_version,
+        client = request.client_software_name.as_str(),
+        client_version = request.client_software_version.as_str(),
+        "ApiVersions"
+    );
     ApiVersionsResponse::default().with_api_keys(api_keys())
 }
 
@@ -37,12 +43,4 @@ fn api_keys() -> Vec<ApiVersion> {
                 .with_max_version(*max)
         })
         .collect()
-}
-
-/// Unused today; kept so the name of the software can be logged once clients send it.
-pub fn client_software(request: &ApiVersionsRequest) -> (&StrBytes, &StrBytes) {
-    (
-        &request.client_software_name,
-        &request.client_software_version,
-    )
 }
