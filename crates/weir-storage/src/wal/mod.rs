@@ -209,6 +209,21 @@ struct Segment {
 }
 
 impl Segment {
+    /// A segment of no entries yet over `file`, named by `first_index`.
+    fn empty(path: PathBuf, file: File, first_index: u64) -> Self {
+        Segment {
+            file: Arc::new(SegmentFile {
+                path,
+                file,
+                synced_len: AtomicU64::new(0),
+            }),
+            first_index,
+            len: 0,
+            last: None,
+            sparse: Vec::new(),
+        }
+    }
+
     /// Where to start scanning for `index`.
     fn scan_start(&self, index: u64) -> u64 {
         let after = self.sparse.partition_point(|&(i, _)| i <= index);
@@ -775,17 +790,7 @@ impl Inner {
             .open(&path)
             .map_err(|e| self.poison(io_error("create segment", &path)(e)))?;
         self.fsync_dir()?;
-        log.segments.push(Segment {
-            file: Arc::new(SegmentFile {
-                path,
-                file,
-                synced_len: AtomicU64::new(0),
-            }),
-            first_index,
-            len: 0,
-            last: None,
-            sparse: Vec::new(),
-        });
+        log.segments.push(Segment::empty(path, file, first_index));
         Ok(())
     }
 

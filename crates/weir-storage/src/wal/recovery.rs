@@ -9,12 +9,11 @@
 use std::fs::{self, OpenOptions};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 
 use super::entry::{Damage, ScanError, Scanner};
 use super::{
-    Inner, LogId, MetaState, Segment, SegmentFile, TMP_SUFFIX, TruncatedTail, WalError,
-    WalRecovery, io_error, lock, meta, parse_segment_name, scan_error,
+    Inner, LogId, MetaState, Segment, TMP_SUFFIX, TruncatedTail, WalError, WalRecovery, io_error,
+    lock, meta, parse_segment_name, scan_error,
 };
 
 impl Inner {
@@ -181,17 +180,7 @@ impl Inner {
             .metadata()
             .map_err(io_error("stat segment", &path))?
             .len();
-        let mut segment = Segment {
-            file: Arc::new(SegmentFile {
-                path,
-                file,
-                synced_len: AtomicU64::new(0),
-            }),
-            first_index,
-            len: 0,
-            last: None,
-            sparse: Vec::new(),
-        };
+        let mut segment = Segment::empty(path, file, first_index);
         let damage = {
             let file = Arc::clone(&segment.file);
             let mut scanner = Scanner::new(&file.file, 0, file_len, self.config.max_entry_bytes);
