@@ -94,7 +94,7 @@ export WEIR_BIN="$target_dir/debug/weir"
 # Both runners run even if the first fails, so one report shows every client's failures.
 clients_status=0
 .venv/bin/python -m pytest -c tests/clients/pytest.ini tests/clients -q || clients_status=$?
-(cd tests/clients && node --test kafkajs/kafkajs.test.js) || clients_status=$?
+(cd tests/clients && node --test kafkajs/kafkajs.test.js kafkajs/groups.test.js) || clients_status=$?
 
 step "kafka-python's own integration tests, allow-listed (tests/compat/kafka-python)"
 # The same weir binary; the suite's sdist is cached under target/. Its failures join the

@@ -44,8 +44,11 @@ def weir_bin() -> str:
 class Weir:
     """One `weir serve` process on a data directory that outlives restarts."""
 
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, extra_args=()):
         self.data_dir = data_dir
+        # Further `weir serve` flags (e.g. `--group-initial-rebalance-delay-ms 0`), kept
+        # for every restart.
+        self.extra_args = list(extra_args)
         self.proc = None
         self.bootstrap = None
         self.log = []  # every stderr line of every run, for failure reports
@@ -53,7 +56,7 @@ class Weir:
         # Set when the test killed the process on purpose: it is not a crash.
         self._killed_on_purpose = False
 
-    def start(self):
+    def start(self, kafka_addr="127.0.0.1:0"):
         assert self.proc is None or self.proc.poll() is not None, "already running"
         env = dict(os.environ, WEIR_LOG="info")
         env.pop("WEIR_DATA_DIR", None)
@@ -65,7 +68,8 @@ class Weir:
                 "--data-dir",
                 str(self.data_dir),
                 "--kafka-addr",
-                "127.0.0.1:0",
+                kafka_addr,
+                *self.extra_args,
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -100,8 +104,13 @@ class Weir:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=STOP_TIMEOUT_S)
 
-    def restart(self):
+    def restart(self, same_port=False):
+        """SIGKILL, then start on the same data directory; with `same_port` on the same
+        address, so running clients (which know only their bootstrap address) reconnect."""
+        addr = self.bootstrap
         self.kill()
+        if same_port:
+            return self.start(addr)
         return self.start()
 
     def crashed(self):
@@ -142,6 +151,31 @@ def weir(tmp_path):
         print("---- weir log ----\n" + server.log_text())
         if crash:
             pytest.fail(crash, pytrace=False)
+
+
+@pytest.fixture
+def make_weir(tmp_path):
+    """A factory for a weir with extra `serve` flags: `make_weir("--flag", "value")`.
+    Each one is started, and killed and checked for crashes at the end like `weir`."""
+    servers = []
+
+    def make(*extra_args):
+        server = Weir(tmp_path / f"data{len(servers)}", extra_args)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield make
+    crashes = []
+    for server in servers:
+        crash = server.crashed()
+        if server.proc is not None and server.proc.poll() is None:
+            server.kill()
+        print("---- weir log ----\n" + server.log_text())
+        if crash:
+            crashes.append(crash)
+    if crashes:
+        pytest.fail("; ".join(crashes), pytrace=False)
 
 
 @pytest.fixture

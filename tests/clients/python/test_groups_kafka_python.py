@@ -1,0 +1,172 @@
+"""kafka-python consumer groups (classic protocol, its own assignors and coordinator code):
+join, consume, commit, and a second run of the group resumes from the commit; admin
+ListGroups / DescribeGroups / OffsetFetch / OffsetDelete / DeleteGroups.
+
+Sizes: a 3-partition topic, 300 records then 100 more; one or two members. A few seconds.
+"""
+
+import time
+
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import GroupSubscribedToTopicError, NoError, NonEmptyGroupError
+
+from group_worker import wait_until
+from test_groups_confluent import BROKER_FLAGS
+
+OP_TIMEOUT_S = 15
+PARTITIONS = 3
+
+
+def produce(bootstrap, topic, values):
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    try:
+        futures = [producer.send(topic, key=v, value=v, partition=i % PARTITIONS) for i, v in enumerate(values)]
+        producer.flush(OP_TIMEOUT_S)
+        return [f.get(OP_TIMEOUT_S) for f in futures]
+    finally:
+        producer.close(OP_TIMEOUT_S)
+
+
+def group_consumer(bootstrap, topic, group, **conf):
+    return KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        session_timeout_ms=6_000,
+        heartbeat_interval_ms=500,
+        **conf,
+    )
+
+
+def consume_n(consumer, n, timeout_s=30):
+    got = []
+    deadline = time.monotonic() + timeout_s
+    while len(got) < n and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=200).values():
+            got.extend(records)
+    assert len(got) == n, f"consumed {len(got)} of {n} within {timeout_s}s"
+    return got
+
+
+def create_topic(bootstrap, topic):
+    from kafka.admin import NewTopic
+
+    client = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=OP_TIMEOUT_S * 1000)
+    try:
+        client.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])
+    finally:
+        client.close()
+
+
+@pytest.mark.timeout(120)
+def test_group_consumes_commits_and_resumes(make_weir, topic_name):
+    weir = make_weir(*BROKER_FLAGS)
+    topic = topic_name()
+    group = "kp-group"
+    create_topic(weir.bootstrap, topic)
+    first = [f"a{i:04}".encode() for i in range(300)]
+    produce(weir.bootstrap, topic, first)
+
+    consumer = group_consumer(weir.bootstrap, topic, group)
+    try:
+        got = consume_n(consumer, 300)
+        assert sorted(r.value for r in got) == sorted(first)
+        assert consumer.assignment() == {TopicPartition(topic, p) for p in range(PARTITIONS)}
+        consumer.commit()
+        committed = {p: consumer.committed(TopicPartition(topic, p)) for p in range(PARTITIONS)}
+        assert committed == {p: 100 for p in range(PARTITIONS)}, committed
+    finally:
+        consumer.close()
+
+    second = [f"b{i:04}".encode() for i in range(99)]
+    produce(weir.bootstrap, topic, second)
+    consumer = group_consumer(weir.bootstrap, topic, group)
+    try:
+        got = consume_n(consumer, 99)
+        # Only the new records: the group resumed from its commit.
+        assert sorted(r.value for r in got) == sorted(second)
+        assert all(r.offset >= 100 for r in got), [(r.partition, r.offset) for r in got if r.offset < 100][:5]
+        # Nothing more arrives (no redelivery of the first 300).
+        assert consume_more(consumer) == []
+        consumer.commit()
+    finally:
+        consumer.close()
+
+
+def consume_more(consumer, wait_s=1.0):
+    out = []
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=100).values():
+            out.extend(records)
+    return out
+
+
+@pytest.mark.timeout(120)
+def test_two_members_split_partitions_and_admin_sees_the_group(make_weir, topic_name):
+    weir = make_weir(*BROKER_FLAGS)
+    topic = topic_name()
+    group = "kp-admin"
+    create_topic(weir.bootstrap, topic)
+    produce(weir.bootstrap, topic, [f"v{i}".encode() for i in range(60)])
+    a = group_consumer(weir.bootstrap, topic, group, client_id="kp-a")
+    b = group_consumer(weir.bootstrap, topic, group, client_id="kp-b")
+    admin = KafkaAdminClient(bootstrap_servers=weir.bootstrap, request_timeout_ms=OP_TIMEOUT_S * 1000)
+    try:
+        got = []
+
+        def split():
+            for c in (a, b):
+                for records in c.poll(timeout_ms=100).values():
+                    got.extend(records)
+            return a.assignment() and b.assignment() and not (a.assignment() & b.assignment()) and \
+                len(a.assignment() | b.assignment()) == PARTITIONS
+
+        wait_until("two kafka-python members to split the partitions", split, 30, poll_s=0)
+        wait_until("60 records", lambda: split() and len({(r.partition, r.offset) for r in got}) >= 60, 30, poll_s=0)
+        a.commit()
+        b.commit()
+
+        groups = admin.list_groups()
+        assert group in {g["group_id"] for g in groups}, groups
+        described = admin.describe_groups([group])
+        info = described[group] if isinstance(described, dict) else described[0]
+        state = info.get("group_state", info.get("state"))
+        assert state == "Stable", info
+        members = info["members"]
+        assert sorted(m["client_id"] for m in members) == ["kp-a", "kp-b"], members
+
+        offsets = admin.list_group_offsets({group: None})[group]
+        assert {tp.partition: om.offset for tp, om in offsets.items()} == {p: 20 for p in range(PARTITIONS)}, offsets
+
+        # A subscribed topic's offsets cannot be deleted while the group is live.
+        tp0 = TopicPartition(topic, 0)
+        refused = admin.delete_group_offsets(group, [tp0])
+        assert refused[tp0] is GroupSubscribedToTopicError, refused
+        # Nor the group itself.
+        [(gid, err)] = admin.delete_groups([group])
+        assert err is NonEmptyGroupError or isinstance(err, NonEmptyGroupError), err
+    finally:
+        a.close()
+        b.close()
+    try:
+        tp0 = TopicPartition(topic, 0)
+        wait_until("the group to empty", lambda: _state(admin, group) == "Empty", OP_TIMEOUT_S)
+        deleted = admin.delete_group_offsets(group, [tp0])
+        assert deleted[tp0] is NoError, deleted
+        offsets = admin.list_group_offsets({group: None})[group]
+        assert sorted(tp.partition for tp in offsets) == [1, 2], offsets
+        [(gid, err)] = admin.delete_groups([group])
+        assert err is NoError or isinstance(err, NoError), err
+        assert group not in {g["group_id"] for g in admin.list_groups()}
+    finally:
+        admin.close()
+
+
+def _state(admin, group):
+    described = admin.describe_groups([group])
+    info = described[group] if isinstance(described, dict) else described[0]
+    return info.get("group_state", info.get("state"))

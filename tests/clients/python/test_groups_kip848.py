@@ -1,0 +1,54 @@
+"""Consumer groups under KIP-848 (`group.protocol=consumer`): librdkafka's new consumer,
+ConsumerGroupHeartbeat, the assignment computed on the broker. The scenarios of
+test_groups_confluent.py (clean leave, kill of a member, restart of the broker), with
+the same sizes: a 12-partition topic, 100,000 keyed records, 3 members at 5,000
+records/s each; about 10-20 s a test.
+
+In this mode the client sets neither session.timeout.ms nor partition.assignment.strategy:
+the broker's `group.consumer.*` settings apply. The broker runs with a 3 s consumer
+session timeout and a 500 ms heartbeat interval so that failover stays quick.
+"""
+
+import pytest
+
+from test_groups_confluent import (
+    TAKEOVER_SLACK_S,
+    describe_group,
+    scenario_broker_restart,
+    scenario_clean_leave,
+    scenario_kill_member,
+)
+
+CONSUMER_SESSION_TIMEOUT_MS = 3_000
+BROKER_FLAGS = (
+    "--group-initial-rebalance-delay-ms", "0",
+    "--group-min-session-timeout-ms", "1000",
+    "--group-consumer-session-timeout-ms", str(CONSUMER_SESSION_TIMEOUT_MS),
+    "--group-consumer-heartbeat-interval-ms", "500",
+)
+KIP848 = {"group.protocol": "consumer"}
+TAKEOVER_TIMEOUT_S = CONSUMER_SESSION_TIMEOUT_MS / 1000 + TAKEOVER_SLACK_S
+
+
+@pytest.mark.timeout(180)
+def test_kip848_clean_leave_processes_each_message_once(make_weir, tmp_path, topic_name):
+    weir = make_weir(*BROKER_FLAGS)
+    scenario_clean_leave(weir, tmp_path, topic_name(), "g848-clean", KIP848, TAKEOVER_TIMEOUT_S)
+    # The group is a KIP-848 one, as ConsumerGroupDescribe (or DescribeGroups) shows.
+    desc = describe_group(weir.bootstrap, "g848-clean")
+    kind = getattr(desc, "type", None)
+    if kind is not None:
+        assert getattr(kind, "name", str(kind)).upper() == "CONSUMER", f"group type {kind}"
+
+
+@pytest.mark.timeout(180)
+def test_kip848_killed_member_partitions_move_within_session_timeout(make_weir, tmp_path, topic_name):
+    weir = make_weir(*BROKER_FLAGS)
+    scenario_kill_member(weir, tmp_path, topic_name(), "g848-kill", KIP848, TAKEOVER_TIMEOUT_S)
+
+
+@pytest.mark.timeout(180)
+def test_kip848_broker_restart_keeps_offsets_and_members(make_weir, tmp_path, topic_name):
+    weir = make_weir(*BROKER_FLAGS)
+    scenario_broker_restart(weir, tmp_path, topic_name(), "g848-broker", KIP848)
+
