@@ -60,7 +60,7 @@ def _worker_main(argv):
         "group.id": args.group,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
-        "error_cb": lambda err: emit("error", code=err.code(), name=err.name(), text=err.str()),
+        "error_cb": lambda err: emit("error", code=err.code(), name=err.name(), text=err.str(), fatal=err.fatal()),
     }
     conf.update(json.loads(args.conf))
     c = Consumer(conf)
@@ -82,7 +82,11 @@ def _worker_main(argv):
         next_offsets = {}
         for m in msgs:
             if m.error():
-                emit("error", code=m.error().code(), name=m.error().name(), text=m.error().str())
+                emit("error", code=m.error().code(), name=m.error().name(), text=m.error().str(),
+                     fatal=m.error().fatal())
+                if m.error().fatal():
+                    # A fenced or otherwise dead consumer: nothing more will come.
+                    stopping.set()
                 continue
             key = (m.key() or b"").decode()
             value = (m.value() or b"").decode()

@@ -20,19 +20,26 @@ from test_groups_confluent import (
 )
 
 CONSUMER_SESSION_TIMEOUT_MS = 3_000
+CONSUMER_HEARTBEAT_INTERVAL_MS = 500
 BROKER_FLAGS = (
     "--group-initial-rebalance-delay-ms", "0",
     "--group-min-session-timeout-ms", "1000",
     "--group-consumer-session-timeout-ms", str(CONSUMER_SESSION_TIMEOUT_MS),
-    "--group-consumer-heartbeat-interval-ms", "500",
 )
 KIP848 = {"group.protocol": "consumer"}
 TAKEOVER_TIMEOUT_S = CONSUMER_SESSION_TIMEOUT_MS / 1000 + TAKEOVER_SLACK_S
 
 
+def start_weir(make_weir, tmp_path):
+    # The heartbeat interval has no flag: it comes from the config file's [groups] table.
+    config = tmp_path / "weir.toml"
+    config.write_text(f"[groups]\nconsumer_heartbeat_interval_ms = {CONSUMER_HEARTBEAT_INTERVAL_MS}\n")
+    return make_weir(*BROKER_FLAGS, "--config", str(config))
+
+
 @pytest.mark.timeout(180)
 def test_kip848_clean_leave_processes_each_message_once(make_weir, tmp_path, topic_name):
-    weir = make_weir(*BROKER_FLAGS)
+    weir = start_weir(make_weir, tmp_path)
     scenario_clean_leave(weir, tmp_path, topic_name(), "g848-clean", KIP848, TAKEOVER_TIMEOUT_S)
     # The group is a KIP-848 one, as ConsumerGroupDescribe (or DescribeGroups) shows.
     desc = describe_group(weir.bootstrap, "g848-clean")
@@ -43,12 +50,12 @@ def test_kip848_clean_leave_processes_each_message_once(make_weir, tmp_path, top
 
 @pytest.mark.timeout(180)
 def test_kip848_killed_member_partitions_move_within_session_timeout(make_weir, tmp_path, topic_name):
-    weir = make_weir(*BROKER_FLAGS)
+    weir = start_weir(make_weir, tmp_path)
     scenario_kill_member(weir, tmp_path, topic_name(), "g848-kill", KIP848, TAKEOVER_TIMEOUT_S)
 
 
 @pytest.mark.timeout(180)
 def test_kip848_broker_restart_keeps_offsets_and_members(make_weir, tmp_path, topic_name):
-    weir = make_weir(*BROKER_FLAGS)
+    weir = start_weir(make_weir, tmp_path)
     scenario_broker_restart(weir, tmp_path, topic_name(), "g848-broker", KIP848)
 
