@@ -157,6 +157,13 @@ fn produce_partition(
     let records = records.unwrap_or_default();
     check_one_batch(&records)?;
     let broker = &context.broker;
+    if is_internal_topic(topic) {
+        // Kafka: only the coordinator writes its internal topics.
+        return Err(Refusal::new(
+            errors::INVALID_TOPIC_EXCEPTION,
+            format!("cannot append to internal topic {topic}"),
+        ));
+    }
     let id = TopicPartition::new(topic, partition);
     match broker.append(&id, &records, now_ms) {
         Err(CoreError::UnknownPartition(_)) if broker.topic(topic).is_none() => {
