@@ -80,9 +80,7 @@ impl OffsetTable {
     pub fn get(&self, group: &str, topic: &str, partition: i32) -> Option<&OffsetValue> {
         // Allocates the topic for the lookup: a (String, i32) key cannot be borrowed as
         // (&str, i32). Lookups are per request partition, as cheap as the request's own.
-        self.groups
-            .get(group)?
-            .get(&(topic.to_string(), partition))
+        self.groups.get(group)?.get(&(topic.to_string(), partition))
     }
 
     /// The group's offsets, by topic then partition.
@@ -444,7 +442,11 @@ mod tests {
         let mut table = OffsetTable::new();
         table.commit("g", "t", 0, at(1, i64::MAX));
         table.commit("g", "t", 1, at(1, i64::MIN));
-        assert!(table.expire("g", Liveness::Standalone, -1, i64::MAX).is_empty());
+        assert!(
+            table
+                .expire("g", Liveness::Standalone, -1, i64::MAX)
+                .is_empty()
+        );
         // now - MIN saturates to MAX: expired; now - MAX is negative: kept.
         assert_eq!(
             keys(&table.expire("g", Liveness::Standalone, 0, 0)),
