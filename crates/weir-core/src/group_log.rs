@@ -131,7 +131,9 @@ impl Broker {
     /// Appends `records` to [`GROUP_TOPIC`], in order per partition: the records of each
     /// partition go in one append (one WAL entry) of as many batches as their size needs,
     /// split into several appends only past [`GROUP_APPEND_MAX_BYTES`]. So the records of
-    /// one group in one call are written all or none, unless they exceed that size.
+    /// one group in one call are written all or none, unless they exceed that size (a WAL
+    /// entry is replayed whole or not at all; the store's known exception is a power cut
+    /// that loses an unsynced entry whose batches the partition log kept).
     /// Records of different groups may land in different partitions, each its own append:
     /// when an append fails, the earlier ones stay written (the error says nothing about
     /// them; replay will see them).
