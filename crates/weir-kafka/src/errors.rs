@@ -43,6 +43,8 @@ pub fn code(error: &CoreError) -> i16 {
         CoreError::InvalidConfig(_) => INVALID_CONFIG,
         CoreError::Store(store) => store_code(store),
         CoreError::Catalog(_) | CoreError::ProducerIds(_) => KAFKA_STORAGE_ERROR,
+        CoreError::InternalTopic { .. } => POLICY_VIOLATION,
+        CoreError::GroupRecord(_) => KAFKA_STORAGE_ERROR,
     }
 }
 

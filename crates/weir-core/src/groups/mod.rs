@@ -158,3 +158,6 @@ pub struct OffsetValue {
     pub metadata: String,
     pub commit_timestamp_ms: i64,
 }
+
+pub mod offsets;
+pub mod records;
