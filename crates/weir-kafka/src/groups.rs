@@ -143,8 +143,14 @@ impl Groups {
                 }
             }
         }
-        self.timer.notify_one();
         if failed { Err(WriteFailed) } else { Ok(done.value) }
+    }
+
+    /// Tells the timer a call may have set an earlier deadline (a member joined, a
+    /// rebalance started): it looks again. Commits and heartbeats only push deadlines
+    /// later, so they do not wake it.
+    pub fn wake_timer(&self) {
+        self.timer.notify_one();
     }
 }
 

@@ -28,7 +28,7 @@ use super::offsets::{Liveness, OffsetTable};
 use super::records::GroupRecord;
 use super::{GroupConfig, GroupError, NAME_MAX_BYTES, OffsetValue, Ticket};
 use crate::group_log::is_internal_topic;
-use crate::{Broker, CoreError};
+use crate::{Broker, CoreError, TopicId};
 
 /// Most groups one coordinator holds (groups with members or with committed offsets):
 /// bounds its memory against a client inventing group ids.
@@ -106,9 +106,9 @@ struct Pending {
 impl Coordinator {
     /// Creates `__consumer_offsets` if needed and rebuilds every group from it.
     pub fn open(broker: Arc<Broker>, config: GroupConfig, now_ms: i64) -> Result<Self, CoreError> {
-        broker.ensure_group_topic(now_ms)?;
+        broker.ensure_group_topic(TopicId(*uuid::Uuid::new_v4().as_bytes()))?;
         let mut groups: HashMap<String, Group> = HashMap::new();
-        let mut offsets = OffsetTable::default();
+        let mut offsets = OffsetTable::new();
         let mut undecodable = 0usize;
         for record in broker.replay_group_records()? {
             match record {
@@ -165,13 +165,19 @@ impl Coordinator {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Appends what `pending` holds (under the caller's lock) and packs the answer.
-    fn finish<T>(&self, value: T, pending: Pending, now_ms: i64) -> Done<T> {
+    /// Appends what `pending` holds (under the caller's lock), then — only once written —
+    /// applies its offset records to the table, so memory never runs ahead of the log.
+    fn finish<T>(&self, offsets: &mut OffsetTable, value: T, pending: Pending, now_ms: i64) -> Done<T> {
         let (durable, write_failed) = if pending.records.is_empty() {
             (None, false)
         } else {
             match self.broker.append_group_records(&pending.records, now_ms) {
-                Ok(appended) => (appended, false),
+                Ok(appended) => {
+                    for record in &pending.records {
+                        offsets.apply(record);
+                    }
+                    (appended, false)
+                }
                 Err(error) => {
                     tracing::error!(%error, "writing group records failed");
                     (None, true)
@@ -203,7 +209,8 @@ impl Coordinator {
     /// JoinGroup: the answer arrives as a [`Reply::Join`] with `ticket`, in this call's
     /// replies or a later call's (when the rebalance completes).
     pub fn join(&self, group_id: &str, req: JoinRequest, ticket: Ticket, now_ms: i64) -> Done<()> {
-        let mut state = self.lock();
+        let mut guard = self.lock();
+        let state = &mut *guard;
         let mut pending = Pending::default();
         let member_id = req.member_id.clone();
         let refuse = |pending: &mut Pending, error: GroupError| {
@@ -217,12 +224,12 @@ impl Coordinator {
         };
         if let Err(error) = check_group_id(group_id) {
             refuse(&mut pending, error);
-            return self.finish((), pending, now_ms);
+            return self.finish(&mut state.offsets, (), pending, now_ms);
         }
         if let Some(Group::Consumer(group)) = state.groups.get(group_id) {
             if !group.is_empty() {
                 refuse(&mut pending, GroupError::InconsistentGroupProtocol);
-                return self.finish((), pending, now_ms);
+                return self.finish(&mut state.offsets, (), pending, now_ms);
             }
             // An empty KIP-848 group turns into a classic one, as Kafka's does.
             state.groups.remove(group_id);
@@ -234,7 +241,7 @@ impl Coordinator {
         if !state.groups.contains_key(group_id) {
             if state.groups.len() >= GROUPS_MAX {
                 refuse(&mut pending, GroupError::CoordinatorNotAvailable);
-                return self.finish((), pending, now_ms);
+                return self.finish(&mut state.offsets, (), pending, now_ms);
             }
             state.groups.insert(
                 group_id.to_string(),
@@ -246,12 +253,13 @@ impl Coordinator {
             group.join(req, ticket, &self.config, now_ms, &mut effects);
             absorb_classic(group_id, group, effects, &mut pending);
         }
-        self.finish((), pending, now_ms)
+        self.finish(&mut state.offsets, (), pending, now_ms)
     }
 
     /// SyncGroup: the answer arrives as a [`Reply::Sync`] with `ticket`.
     pub fn sync(&self, group_id: &str, req: SyncRequest, ticket: Ticket, now_ms: i64) -> Done<()> {
-        let mut state = self.lock();
+        let mut guard = self.lock();
+        let state = &mut *guard;
         let mut pending = Pending::default();
         match state.groups.get_mut(group_id) {
             Some(Group::Classic(group)) => {
@@ -267,7 +275,7 @@ impl Coordinator {
                 .replies
                 .push(Reply::Sync(ticket, Err(GroupError::UnknownMemberId))),
         }
-        self.finish((), pending, now_ms)
+        self.finish(&mut state.offsets, (), pending, now_ms)
     }
 
     pub fn heartbeat(
@@ -278,7 +286,8 @@ impl Coordinator {
         generation_id: i32,
         now_ms: i64,
     ) -> Result<(), GroupError> {
-        let mut state = self.lock();
+        let mut guard = self.lock();
+        let state = &mut *guard;
         match state.groups.get_mut(group_id) {
             Some(Group::Classic(group)) => {
                 group.heartbeat(member_id, group_instance_id, generation_id, now_ms)
@@ -295,7 +304,8 @@ impl Coordinator {
         members: &[LeaveMember],
         now_ms: i64,
     ) -> Done<Result<Vec<Result<(), GroupError>>, GroupError>> {
-        let mut state = self.lock();
+        let mut guard = self.lock();
+        let state = &mut *guard;
         let mut pending = Pending::default();
         let value = match state.groups.get_mut(group_id) {
             Some(Group::Classic(group)) => {
@@ -307,7 +317,7 @@ impl Coordinator {
             Some(Group::Consumer(_)) => Err(GroupError::InconsistentGroupProtocol),
             None => Err(GroupError::UnknownMemberId),
         };
-        self.finish(value, pending, now_ms)
+        self.finish(&mut state.offsets, value, pending, now_ms)
     }
 
     // ---- KIP-848 ----------------------------------------------------------------------
@@ -319,14 +329,15 @@ impl Coordinator {
         now_ms: i64,
     ) -> Done<Result<HeartbeatResponse, GroupError>> {
         let topics = self.topics_view();
-        let mut state = self.lock();
+        let mut guard = self.lock();
+        let state = &mut *guard;
         let mut pending = Pending::default();
         if let Err(error) = check_group_id(group_id) {
-            return self.finish(Err(error), pending, now_ms);
+            return self.finish(&mut state.offsets, Err(error), pending, now_ms);
         }
         match state.groups.get(group_id) {
             Some(Group::Classic(group)) if !group.is_empty() => {
-                return self.finish(Err(GroupError::GroupIdNotFound), pending, now_ms);
+                return self.finish(&mut state.offsets, Err(GroupError::GroupIdNotFound), pending, now_ms);
             }
             Some(Group::Classic(_)) => {
                 // An empty classic group (or one holding only offsets) becomes a KIP-848
@@ -339,10 +350,10 @@ impl Coordinator {
             }
             Some(Group::Consumer(_)) => {}
             None if req.member_epoch != 0 => {
-                return self.finish(Err(GroupError::UnknownMemberId), pending, now_ms);
+                return self.finish(&mut state.offsets, Err(GroupError::UnknownMemberId), pending, now_ms);
             }
             None if state.groups.len() >= GROUPS_MAX => {
-                return self.finish(Err(GroupError::CoordinatorNotAvailable), pending, now_ms);
+                return self.finish(&mut state.offsets, Err(GroupError::CoordinatorNotAvailable), pending, now_ms);
             }
             None => {}
         }
@@ -351,13 +362,13 @@ impl Coordinator {
             .entry(group_id.to_string())
             .or_insert_with(|| Group::Consumer(ConsumerGroup::new(group_id.to_string())));
         let Group::Consumer(group) = group else {
-            return self.finish(Err(GroupError::GroupIdNotFound), pending, now_ms);
+            return self.finish(&mut state.offsets, Err(GroupError::GroupIdNotFound), pending, now_ms);
         };
         let (answer, changed) = group.heartbeat(req, &topics, &self.config, now_ms);
         if changed {
             pending.records.push(consumer_record(group_id, group));
         }
-        self.finish(answer, pending, now_ms)
+        self.finish(&mut state.offsets, answer, pending, now_ms)
     }
 
     pub fn consumer_describe(
@@ -391,10 +402,11 @@ impl Coordinator {
         now_ms: i64,
     ) -> Done<Result<Vec<(CommitEntry, Result<(), GroupError>)>, GroupError>> {
         let topics = self.broker.topics();
-        let mut state = self.lock();
+        let mut guard = self.lock();
+        let state = &mut *guard;
         let pending = Pending::default();
         if let Err(error) = check_group_id(group_id) {
-            return self.finish(Err(error), pending, now_ms);
+            return self.finish(&mut state.offsets, Err(error), pending, now_ms);
         }
         let checked = match state.groups.get(group_id) {
             Some(Group::Classic(group)) => group.validate_offset_commit(
@@ -416,7 +428,7 @@ impl Coordinator {
             None => Err(GroupError::GroupIdNotFound),
         };
         if let Err(error) = checked {
-            return self.finish(Err(error), pending, now_ms);
+            return self.finish(&mut state.offsets, Err(error), pending, now_ms);
         }
         let mut pending = pending;
         let mut results = Vec::with_capacity(entries.len());
@@ -436,17 +448,17 @@ impl Coordinator {
                     metadata,
                     commit_timestamp_ms: now_ms,
                 };
-                pending.records.push(state.offsets.commit(
-                    group_id,
-                    &entry.topic,
-                    entry.partition,
-                    value,
-                ));
+                pending.records.push(GroupRecord::Offset {
+                    group: group_id.to_string(),
+                    topic: entry.topic.clone(),
+                    partition: entry.partition,
+                    value: Some(value),
+                });
                 Ok(())
             };
             results.push((entry, result));
         }
-        self.finish(Ok(results), pending, now_ms)
+        self.finish(&mut state.offsets, Ok(results), pending, now_ms)
     }
 
     /// OffsetFetch for one group: the requested partitions (all the group has when `None`),
@@ -485,7 +497,8 @@ impl Coordinator {
         now_ms: i64,
     ) -> Done<Result<Vec<(String, i32, Result<(), GroupError>)>, GroupError>> {
         let topics = self.topics_view();
-        let mut state = self.lock();
+        let mut guard = self.lock();
+        let state = &mut *guard;
         let mut pending = Pending::default();
         let subscribed: Result<BTreeSet<String>, GroupError> = match state.groups.get(group_id) {
             Some(Group::Classic(group)) if group.is_empty() => Ok(BTreeSet::new()),
@@ -499,21 +512,26 @@ impl Coordinator {
         };
         let subscribed = match subscribed {
             Ok(subscribed) => subscribed,
-            Err(error) => return self.finish(Err(error), pending, now_ms),
+            Err(error) => return self.finish(&mut state.offsets, Err(error), pending, now_ms),
         };
         let mut results = Vec::with_capacity(partitions.len());
         for (topic, partition) in partitions {
             let result = if subscribed.contains(&topic) {
                 Err(GroupError::GroupSubscribedToTopic)
             } else {
-                if let Some(tombstone) = state.offsets.delete(group_id, &topic, partition) {
-                    pending.records.push(tombstone);
+                if state.offsets.get(group_id, &topic, partition).is_some() {
+                    pending.records.push(GroupRecord::Offset {
+                        group: group_id.to_string(),
+                        topic: topic.clone(),
+                        partition,
+                        value: None,
+                    });
                 }
                 Ok(())
             };
             results.push((topic, partition, result));
         }
-        self.finish(Ok(results), pending, now_ms)
+        self.finish(&mut state.offsets, Ok(results), pending, now_ms)
     }
 
     // ---- administration ---------------------------------------------------------------
@@ -524,7 +542,8 @@ impl Coordinator {
         group_ids: &[String],
         now_ms: i64,
     ) -> Done<Vec<(String, Result<(), GroupError>)>> {
-        let mut state = self.lock();
+        let mut guard = self.lock();
+        let state = &mut *guard;
         let mut pending = Pending::default();
         let mut results = Vec::with_capacity(group_ids.len());
         for id in group_ids {
@@ -545,7 +564,7 @@ impl Coordinator {
             };
             results.push((id.clone(), result));
         }
-        self.finish(results, pending, now_ms)
+        self.finish(&mut state.offsets, results, pending, now_ms)
     }
 
     /// DescribeGroups (classic groups): unknown ones — and KIP-848 groups, as in Kafka —
@@ -601,12 +620,13 @@ impl Coordinator {
 
     /// A topic was deleted: its committed offsets go too.
     pub fn topic_deleted(&self, topic: &str, now_ms: i64) -> Done<()> {
-        let mut state = self.lock();
+        let mut guard = self.lock();
+        let state = &mut *guard;
         let pending = Pending {
-            records: state.offsets.delete_topic(topic),
+            records: state.offsets.topic_tombstones(topic),
             replies: Vec::new(),
         };
-        self.finish((), pending, now_ms)
+        self.finish(&mut state.offsets, (), pending, now_ms)
     }
 
     // ---- time -------------------------------------------------------------------------
@@ -654,7 +674,7 @@ impl Coordinator {
             self.expire_offsets(state, now_ms, &mut pending);
         }
         // Appended under the lock, as every other call's records are.
-        let done = self.finish((), pending, now_ms);
+        let done = self.finish(&mut state.offsets, (), pending, now_ms);
         drop(guard);
         done
     }
@@ -677,9 +697,9 @@ impl Coordinator {
                 Some(_) => Liveness::Active,
                 None => Liveness::Standalone,
             };
-            let expired = state.offsets.expire(
+            let expired = state.offsets.expired(
                 &id,
-                liveness,
+                &liveness,
                 self.config.offsets_retention_ms,
                 now_ms,
             );
@@ -765,5 +785,5 @@ fn remove_group(state: &mut State, id: &str, pending: &mut Pending) {
         }
         None => {}
     }
-    pending.records.extend(state.offsets.delete_group(id));
+    pending.records.extend(state.offsets.group_tombstones(id));
 }

@@ -50,6 +50,7 @@ pub async fn handle(
     let done = groups
         .coordinator()
         .consumer_heartbeat(&request.group_id.0, heartbeat, now_ms());
+    groups.wake_timer();
     match groups.finish(done).await {
         Ok(Ok(answer)) => ConsumerGroupHeartbeatResponse::default()
             .with_member_id(Some(StrBytes::from_string(answer.member_id)))

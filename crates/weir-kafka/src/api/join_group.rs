@@ -59,6 +59,7 @@ pub async fn handle(
     let done = groups
         .coordinator()
         .join(&group_id, join, parked.ticket(), now_ms());
+    groups.wake_timer();
     if groups.finish(done).await.is_err() {
         return refuse(errors::COORDINATOR_NOT_AVAILABLE, &member_id);
     }

@@ -37,6 +37,7 @@ pub async fn handle(
     let done = groups
         .coordinator()
         .leave(&request.group_id.0, &members, now_ms());
+    groups.wake_timer();
     let results = match groups.finish(done).await {
         Ok(Ok(results)) => results,
         Ok(Err(error)) => {

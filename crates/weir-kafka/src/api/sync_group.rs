@@ -38,6 +38,7 @@ pub async fn handle(
     let done = groups
         .coordinator()
         .sync(&group_id, sync, parked.ticket(), now_ms());
+    groups.wake_timer();
     if groups.finish(done).await.is_err() {
         return refuse(errors::COORDINATOR_NOT_AVAILABLE);
     }
