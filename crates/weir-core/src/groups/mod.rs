@@ -158,3 +158,5 @@ pub struct OffsetValue {
     pub metadata: String,
     pub commit_timestamp_ms: i64,
 }
+
+pub mod classic;
