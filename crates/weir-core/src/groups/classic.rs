@@ -25,6 +25,27 @@
 //! assignment makes the group Stable, and when a static member is replaced without a
 //! rebalance. A restart therefore resumes at the last Stable (or Empty) generation, as
 //! Kafka does; members part-way through a newer rebalance get IllegalGeneration and rejoin.
+//!
+//! # Choices where Kafka leaves room (or where weir differs)
+//! - A static member replaced while Stable, with the group's protocol unchanged, is
+//!   answered at once with the current generation. With JoinGroup v9+
+//!   ([`JoinRequest::supports_skip_assignment`]) a leader gets the member list and
+//!   `skip_assignment = true`; before v9 it gets no members and the leader id *before*
+//!   the replacement, so it does not try to assign (as Kafka). As in Kafka, "unchanged"
+//!   means the selected protocol name is the same, even if the metadata changed.
+//! - When the join phase ends, dynamic members that did not rejoin are removed; static
+//!   ones stay (they may be restarting) until their session expires (as Kafka).
+//! - A JoinGroup or SyncGroup parked for a member that sends another one is answered
+//!   RebalanceInProgress (Kafka drops the old one; here every ticket is answered once).
+//! - Ties in protocol votes go to the smallest name (Kafka: hash order).
+//! - A static member rejoining under a known instance id is never refused for group size
+//!   (it replaces a member); ids handed out with MemberIdRequired are bounded by
+//!   `max_size` too (GroupMaxSizeReached past it).
+//! - Duplicate protocol names in one JoinGroup, an empty group instance id, and a leader
+//!   assignment naming a member twice are InvalidRequest.
+//! - Members who got their JoinGroup answer but send no SyncGroup within the rebalance
+//!   timeout are removed and the group rebalances (Kafka's pending-sync expiry).
+//! - A Dead group answers LeaveGroup with CoordinatorNotAvailable for every member.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1286,16 +1286,22 @@ enum Op {
     Advance {
         ms: i64,
     },
+    /// Jump to the group's next deadline.
+    NextDeadline,
+    /// The group's leader sends its assignment (as a client that got its answer would).
+    LeaderSync,
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        3 => (0..5usize, any::<bool>(), any::<bool>(), any::<bool>())
+        3 => (0..5usize, prop::bool::weighted(0.15), prop::bool::weighted(0.2), any::<bool>())
             .prop_map(|(c, fresh, alt, require_known)| Op::Join { c, fresh, alt, require_known }),
-        3 => (0..5usize, any::<bool>()).prop_map(|(c, with_assignment)| Op::Sync { c, with_assignment }),
+        4 => (0..5usize, prop::bool::weighted(0.7)).prop_map(|(c, with_assignment)| Op::Sync { c, with_assignment }),
         2 => (0..5usize).prop_map(|c| Op::Heartbeat { c }),
         1 => (0..5usize).prop_map(|c| Op::Leave { c }),
         3 => (0..20_000i64).prop_map(|ms| Op::Advance { ms }),
+        2 => Just(Op::NextDeadline),
+        2 => Just(Op::LeaderSync),
     ]
 }
 
@@ -1341,6 +1347,15 @@ proptest! {
                     }
                     issued.insert(h.sync(req));
                 }
+                Op::LeaderSync => {
+                    if let Some(leader) = h.group.leader.clone() {
+                        let mut req = sync_req(&leader, h.group.generation_id(), &[]);
+                        req.group_instance_id = h.group.members.get(&leader).and_then(|m| m.instance_id.clone());
+                        req.protocol_name = None;
+                        req.assignments = h.group.members.keys().map(|m| (m.clone(), Bytes::from_static(b"x"))).collect();
+                        issued.insert(h.sync(req));
+                    }
+                }
                 Op::Heartbeat { c } => {
                     let instance = (c >= 3).then(|| format!("i{c}"));
                     let _ = h.group.heartbeat(&ids[c], instance.as_deref(), generations[c], h.now_ms);
@@ -1350,8 +1365,12 @@ proptest! {
                     let r = h.leave(&[LeaveMember { member_id: ids[c].clone(), group_instance_id: instance }]);
                     prop_assert_eq!(r.len(), 1);
                 }
-                Op::Advance { ms } => {
-                    h.advance_to(h.now_ms + ms);
+                Op::Advance { .. } | Op::NextDeadline => {
+                    let to = match op {
+                        Op::Advance { ms } => h.now_ms + ms,
+                        _ => h.group.next_deadline().unwrap_or(h.now_ms).max(h.now_ms),
+                    };
+                    h.advance_to(to);
                     if let Some(d) = h.group.next_deadline() {
                         prop_assert!(d > h.now_ms, "tick left work due at {} (now {})", d, h.now_ms);
                     }
@@ -1419,4 +1438,76 @@ fn the_join_phase_ends_without_an_absent_static_member_but_keeps_it() {
     assert_eq!(resp.leader, d, "a member that rejoined leads");
     assert_eq!(resp.members.len(), 2, "the static member is still a member");
     assert!(h.group.members.contains_key(&s));
+}
+
+#[test]
+fn a_new_member_parked_too_long_is_dropped() {
+    let mut h = Harness::new();
+    let long = |req: JoinRequest| JoinRequest {
+        rebalance_timeout_ms: 600_000,
+        ..req
+    };
+    let t1 = h.join(long(join_req("")));
+    h.advance_to(DELAY_MS);
+    let a = h.joined(t1).member_id.clone();
+    h.sync(sync_req(&a, 1, &[]));
+    let start = h.now_ms;
+    let newcomer = h.join(long(join_req("")));
+    assert_eq!(h.group.state(), ClassicState::PreparingRebalance);
+    // a heartbeats (RebalanceInProgress) but does not rejoin for five minutes.
+    let mut now = start;
+    while now + 5_000 < start + NEW_MEMBER_JOIN_TIMEOUT_MS {
+        now += 5_000;
+        h.advance_to(now);
+        assert_eq!(h.heartbeat(&a, 1), Err(GroupError::RebalanceInProgress));
+    }
+    assert!(!h.answered(newcomer));
+    h.advance_to(start + NEW_MEMBER_JOIN_TIMEOUT_MS);
+    assert_eq!(h.join_error(newcomer), GroupError::UnknownMemberId);
+    assert_eq!(h.group.member_count(), 1);
+}
+
+#[test]
+fn a_join_while_completing_with_the_same_metadata_is_answered_again() {
+    let mut h = Harness::new();
+    let t1 = h.join(join_req(""));
+    let t2 = h.join(join_req(""));
+    h.advance_to(2 * DELAY_MS);
+    let (a, b) = (
+        h.joined(t1).member_id.clone(),
+        h.joined(t2).member_id.clone(),
+    );
+    let again = h.join(join_req(&a));
+    let r = h.joined(again);
+    assert_eq!(r.generation_id, 1);
+    assert_eq!(r.members.len(), 2, "the leader gets the member list again");
+    let again = h.join(join_req(&b));
+    assert!(h.joined(again).members.is_empty());
+    assert_eq!(h.group.state(), ClassicState::CompletingRebalance);
+}
+
+#[test]
+fn a_shrunken_max_size_leaves_the_last_rejoiners_out() {
+    let mut h = Harness::new();
+    let t1 = h.join(join_req(""));
+    let t2 = h.join(join_req(""));
+    h.advance_to(2 * DELAY_MS);
+    let (a, b) = (
+        h.joined(t1).member_id.clone(),
+        h.joined(t2).member_id.clone(),
+    );
+    h.sync(sync_req(&a, 1, &[]));
+    h.sync(sync_req(&b, 1, &[]));
+    h.config.max_size = 1;
+    let ra = h.join(join_req(&a));
+    assert!(!h.answered(ra));
+    let rb = h.join(join_req(&b));
+    assert_eq!(h.join_error(rb), GroupError::GroupMaxSizeReached);
+    assert!(!h.group.members.contains_key(&b));
+    assert_eq!(
+        h.joined(ra).generation_id,
+        2,
+        "the rebalance completes without b"
+    );
+    assert_eq!(h.joined(ra).members.len(), 1);
 }
