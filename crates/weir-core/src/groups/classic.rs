@@ -454,8 +454,8 @@ impl ClassicGroup {
     /// Kafka's `acceptJoiningMember`, except that a static member rejoining under its
     /// known instance id replaces a member and so never makes the group bigger.
     fn accepts_joining_member(&self, req: &JoinRequest, config: &GroupConfig) -> bool {
+        // A pending id is not a member yet: it counts against the size like a new one.
         let known = self.members.contains_key(&req.member_id)
-            || self.pending_members.contains_key(&req.member_id)
             || req
                 .group_instance_id
                 .as_ref()
