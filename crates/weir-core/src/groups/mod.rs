@@ -19,6 +19,13 @@
 
 use bytes::Bytes;
 
+pub mod classic;
+pub mod coordinator;
+pub mod offsets;
+pub mod records;
+
+pub use classic::Reply;
+
 /// Names a parked request (a JoinGroup or SyncGroup waiting for the rebalance): the state
 /// machine answers it later through a [`Reply`] carrying the same ticket.
 pub type Ticket = u64;
@@ -159,5 +166,3 @@ pub struct OffsetValue {
     pub commit_timestamp_ms: i64,
 }
 
-pub mod offsets;
-pub mod records;
