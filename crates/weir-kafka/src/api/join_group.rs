@@ -46,6 +46,7 @@ pub async fn handle(
             request.session_timeout_ms
         },
         require_known_member_id: version >= KNOWN_MEMBER_ID_VERSION,
+        supports_skip_assignment: version >= SKIP_ASSIGNMENT_VERSION,
         client_id: header
             .client_id
             .as_ref()
