@@ -19,6 +19,9 @@
 
 use bytes::Bytes;
 
+pub mod assignor;
+pub mod consumer;
+
 /// Names a parked request (a JoinGroup or SyncGroup waiting for the rebalance): the state
 /// machine answers it later through a [`Reply`] carrying the same ticket.
 pub type Ticket = u64;
