@@ -807,31 +807,51 @@ impl ConsumerGroup {
         self.regexes.retain(|pattern, _| used.contains(pattern));
     }
 
-    /// Topic names `member` subscribes to that exist in `topics`.
+    /// Topic names `member` subscribes to that exist in `topics`: its names looked up one by
+    /// one, and only a regex scans every topic.
     fn member_topics<'a>(
         &'a self,
         member: &'a Member,
         topics: &'a TopicsView,
-    ) -> impl Iterator<Item = &'a String> {
-        let regex = member
+    ) -> BTreeSet<&'a String> {
+        let mut out: BTreeSet<&String> = member
+            .subscribed_names
+            .iter()
+            .filter(|n| topics.by_name.contains_key(*n))
+            .collect();
+        if let Some(regex) = member
             .subscribed_regex
             .as_ref()
-            .and_then(|p| self.regexes.get(p));
-        topics.by_name.keys().filter(move |name| {
-            member.subscribed_names.contains(*name) || regex.is_some_and(|r| r.is_match(name))
-        })
+            .and_then(|p| self.regexes.get(p))
+        {
+            out.extend(topics.by_name.keys().filter(|n| regex.is_match(n)));
+        }
+        out
     }
 
+    /// Every subscribed topic that exists, with its id and partition count. Each distinct
+    /// regex scans the topics once, however many members use it.
     fn compute_subscription_metadata(
         &self,
         topics: &TopicsView,
     ) -> BTreeMap<String, (TopicId, i32)> {
-        let mut out = BTreeMap::new();
-        for member in self.members.values() {
-            for name in self.member_topics(member, topics) {
-                if let Some(entry) = topics.by_name.get(name) {
-                    out.insert(name.clone(), *entry);
-                }
+        let names: BTreeSet<&String> = self
+            .members
+            .values()
+            .flat_map(|m| m.subscribed_names.iter())
+            .collect();
+        let mut out: BTreeMap<String, (TopicId, i32)> = names
+            .into_iter()
+            .filter_map(|n| topics.by_name.get(n).map(|e| (n.clone(), *e)))
+            .collect();
+        let patterns: BTreeSet<&String> = self
+            .members
+            .values()
+            .filter_map(|m| m.subscribed_regex.as_ref())
+            .collect();
+        for regex in patterns.into_iter().filter_map(|p| self.regexes.get(p)) {
+            for (name, entry) in topics.by_name.iter().filter(|(n, _)| regex.is_match(n)) {
+                out.insert(name.clone(), *entry);
             }
         }
         out
@@ -868,6 +888,7 @@ impl ConsumerGroup {
                 member_id: m.member_id.clone(),
                 subscribed: self
                     .member_topics(m, &view)
+                    .into_iter()
                     .filter_map(|n| view.by_name.get(n))
                     .map(|(id, _)| *id)
                     .collect(),
@@ -1144,7 +1165,7 @@ impl ConsumerGroup {
         let mut out = BTreeSet::new();
         for member in self.members.values() {
             out.extend(member.subscribed_names.iter().cloned());
-            out.extend(self.member_topics(member, topics).cloned());
+            out.extend(self.member_topics(member, topics).into_iter().cloned());
         }
         out
     }

@@ -362,6 +362,15 @@ fn a_static_member_restarting_gets_its_partitions_back_without_a_rebalance() {
         "a temporary leave does not rebalance"
     );
     assert_exclusive(&group, &clients[1..]);
+    // While it is away its partitions stay with it: b does not get them.
+    let b_before = clients[1].owned.clone();
+    clients[1].heartbeat(&mut group, &topics, 2);
+    assert_eq!(clients[1].owned, b_before);
+    assert_eq!(
+        group.state(),
+        ConsumerGroupState::Reconciling,
+        "a member at epoch -2 is not reconciled"
+    );
 
     let mut restarted = Client::new("a2", &["t"]);
     restarted.instance_id = Some("host-a".into());
