@@ -1065,6 +1065,31 @@ impl ConsumerGroup {
         Ok(())
     }
 
+    /// Checks an OffsetFetch (v9+) that names a member: it must be one, at its current epoch.
+    /// Without a member id and with a negative epoch (admin clients, older consumers) any
+    /// fetch is accepted.
+    pub fn validate_offset_fetch(
+        &self,
+        member_id: Option<&str>,
+        member_epoch: i32,
+    ) -> Result<(), GroupError> {
+        let Some(member_id) = member_id else {
+            return if member_epoch < 0 {
+                Ok(())
+            } else {
+                Err(GroupError::UnknownMemberId)
+            };
+        };
+        let member = self
+            .members
+            .get(member_id)
+            .ok_or(GroupError::UnknownMemberId)?;
+        if member.epoch != member_epoch {
+            return Err(GroupError::StaleMemberEpoch);
+        }
+        Ok(())
+    }
+
     /// The earliest time `tick` has something to do.
     pub fn next_deadline(&self) -> Option<i64> {
         let sessions = self.session_deadlines_ms.values();

@@ -566,6 +566,20 @@ fn epochs_and_member_ids_are_checked() {
         ConsumerGroup::new("e".into()).validate_offset_commit("", -1),
         Ok(())
     );
+    assert_eq!(group.validate_offset_fetch(None, -1), Ok(()));
+    assert_eq!(
+        group.validate_offset_fetch(None, 2),
+        Err(GroupError::UnknownMemberId)
+    );
+    assert_eq!(group.validate_offset_fetch(Some("a"), 2), Ok(()));
+    assert_eq!(
+        group.validate_offset_fetch(Some("a"), 1),
+        Err(GroupError::StaleMemberEpoch)
+    );
+    assert_eq!(
+        group.validate_offset_fetch(Some("zz"), 2),
+        Err(GroupError::UnknownMemberId)
+    );
 
     // A fenced client rejoins with epoch 0 and the same id, having dropped its partitions.
     let mut a = clients[0].clone();
