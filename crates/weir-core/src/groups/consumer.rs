@@ -37,9 +37,10 @@ pub const SUBSCRIBED_TOPICS_MAX: usize = 10_000;
 pub const OWNED_TOPICS_MAX: usize = 10_000;
 /// Most partitions in one member's list of owned partitions (all topics together).
 pub const OWNED_PARTITIONS_MAX: usize = 100_000;
-/// Longest subscription regex accepted: real patterns are short, and compiling is linear in
-/// the pattern only up to the compiled-size limit below.
-pub const SUBSCRIBED_REGEX_MAX_BYTES: usize = 1_024;
+/// Longest subscription regex accepted. librdkafka joins all of a subscription's patterns
+/// into one alternation, so this leaves room for several; the compiled size is bounded
+/// separately below.
+pub const SUBSCRIBED_REGEX_MAX_BYTES: usize = 4_096;
 /// Most memory one compiled subscription regex (and its lazy DFA) may take.
 const REGEX_COMPILED_MAX_BYTES: usize = 1 << 20;
 /// Member epoch of a request leaving the group.

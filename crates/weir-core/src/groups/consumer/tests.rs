@@ -446,6 +446,27 @@ fn a_regex_subscription_picks_up_new_topics() {
             .into_iter()
             .collect::<BTreeSet<_>>()
     );
+    // librdkafka's shape: explicit names plus its patterns joined into one regex.
+    let mut mixed = Client::new("m", &["payments"]);
+    mixed.regex = Some("^orders-e.*|^nothing$".into());
+    mixed.heartbeat(&mut group, &topics, 2);
+    let d = group.describe(&topics);
+    let target = &d
+        .members
+        .iter()
+        .find(|m| m.member_id == "m")
+        .expect("m")
+        .target_assignment;
+    let names: BTreeSet<&str> = target.iter().map(|t| t.topic_name.as_str()).collect();
+    assert!(
+        names.contains("payments"),
+        "only m subscribes to payments: {names:?}"
+    );
+    assert!(
+        names.is_subset(&["payments", "orders-eu"].into_iter().collect()),
+        "{names:?}"
+    );
+    assert!(group.subscribed_topics(&topics).contains("payments"));
     let mut bad = Client::new("b", &[]);
     bad.regex = Some("orders-(".into());
     assert_eq!(
@@ -459,7 +480,7 @@ fn a_regex_subscription_picks_up_new_topics() {
     );
     assert_eq!(
         group.describe(&topics).members.len(),
-        1,
+        2,
         "a refused join leaves no member behind"
     );
 }
