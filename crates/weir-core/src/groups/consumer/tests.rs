@@ -782,73 +782,102 @@ enum Op {
     /// Heartbeat without the owned list (a client that reports nothing new).
     QuietHeartbeat(usize),
     Leave(usize),
+    /// A static member (clients 3 and 4) stops for a while with epoch -2.
+    StaticLeave(usize),
     Resubscribe(usize, bool),
     Grow(usize),
     Advance(i64),
+    /// The coordinator restarts: snapshot → JSON → restore.
+    Restore,
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        2 => (0..5usize).prop_map(Op::Join),
-        6 => (0..5usize).prop_map(Op::Heartbeat),
+        3 => (0..5usize).prop_map(Op::Join),
+        8 => (0..5usize).prop_map(Op::Heartbeat),
         1 => (0..5usize).prop_map(Op::QuietHeartbeat),
         1 => (0..5usize).prop_map(Op::Leave),
+        1 => (3..5usize).prop_map(Op::StaticLeave),
         1 => (0..5usize, any::<bool>()).prop_map(|(i, b)| Op::Resubscribe(i, b)),
         1 => (0..2usize).prop_map(Op::Grow),
         1 => (0..70_000i64).prop_map(Op::Advance),
+        1 => Just(Op::Restore),
     ]
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+/// Sends one request for client `i`; on an error the client has lost its membership and
+/// drops everything (as librdkafka does before rejoining).
+fn send(
+    group: &mut ConsumerGroup,
+    clients: &mut [Option<Client>],
+    i: usize,
+    req: HeartbeatRequest,
+    topics: &TopicsView,
+    now: i64,
+) {
+    let Some(client) = clients[i].as_mut() else {
+        return;
+    };
+    match group.heartbeat(req, topics, &config(), now).0 {
+        Ok(response) => client.apply(&response),
+        Err(_) => clients[i] = None,
+    }
+}
 
-    /// Whatever members do and whenever, no partition is owned by two of them; and once
-    /// everyone heartbeats, the group settles with every partition assigned exactly once.
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 192, ..ProptestConfig::default() })]
+
+    /// Whatever members do and whenever (joins, leaves, static bounces, timeouts, more
+    /// partitions, restarts of the coordinator), no partition is owned by two members; and
+    /// once everyone heartbeats, the group settles with every partition assigned once.
     #[test]
-    fn no_partition_is_ever_owned_twice(ops in proptest::collection::vec(op(), 1..80)) {
+    fn no_partition_is_ever_owned_twice(ops in proptest::collection::vec(op(), 1..100)) {
         let names = ["t0", "t1"];
         let mut counts = [3i32, 5];
         let topics_of = |counts: &[i32; 2]| view(&[(names[0], counts[0]), (names[1], counts[1])]);
         let mut topics = topics_of(&counts);
         let mut group = ConsumerGroup::new("g".into());
         let mut clients: Vec<Option<Client>> = vec![None; 5];
+        let mut incarnation = 0u32;
         let mut now = 0i64;
         for op in ops {
             match op {
                 Op::Join(i) => {
                     if clients[i].is_none() {
-                        let mut c = Client::new(&format!("m{i}"), &names);
+                        incarnation += 1;
+                        let mut c = Client::new(&format!("m{i}-{incarnation}"), &names);
                         if i % 2 == 1 { c.topics = vec!["t1".into()]; }
-                        let (r, _) = group.heartbeat(c.request(), &topics, &config(), now);
-                        if let Ok(resp) = r { c.apply(&resp); clients[i] = Some(c); }
+                        if i >= 3 { c.instance_id = Some(format!("host-{i}")); }
+                        let request = c.request();
+                        clients[i] = Some(c);
+                        send(&mut group, &mut clients, i, request, &topics, now);
                     }
                 }
                 Op::Heartbeat(i) | Op::QuietHeartbeat(i) => {
-                    if let Some(c) = clients[i].as_mut() {
+                    if let Some(c) = &clients[i] {
                         let mut req = c.request();
                         if matches!(op, Op::QuietHeartbeat(_)) { req.owned = None; }
-                        match group.heartbeat(req, &topics, &config(), now).0 {
-                            Ok(resp) => c.apply(&resp),
-                            // Removed (timed out) or fenced: the client drops everything.
-                            Err(_) => clients[i] = None,
-                        }
+                        send(&mut group, &mut clients, i, req, &topics, now);
                     }
                 }
-                Op::Leave(i) => {
+                Op::Leave(i) | Op::StaticLeave(i) => {
                     if let Some(c) = clients[i].take() {
-                        let req = HeartbeatRequest { member_id: c.member_id, member_epoch: -1, ..Default::default() };
+                        let epoch = if matches!(op, Op::Leave(_)) { -1 } else { -2 };
+                        let req = HeartbeatRequest {
+                            member_id: c.member_id,
+                            member_epoch: epoch,
+                            group_instance_id: c.instance_id,
+                            ..Default::default()
+                        };
                         let _ = group.heartbeat(req, &topics, &config(), now);
                     }
                 }
                 Op::Resubscribe(i, both) => {
-                    if let Some(c) = clients[i].as_mut() {
+                    if let Some(c) = &clients[i] {
                         let mut req = c.request();
                         let subscription: Vec<String> = if both { names.iter().map(|s| s.to_string()).collect() } else { vec!["t0".into()] };
                         req.subscribed_topic_names = Some(subscription);
-                        match group.heartbeat(req, &topics, &config(), now).0 {
-                            Ok(resp) => c.apply(&resp),
-                            Err(_) => clients[i] = None,
-                        }
+                        send(&mut group, &mut clients, i, req, &topics, now);
                     }
                 }
                 Op::Grow(t) => {
@@ -859,6 +888,14 @@ proptest! {
                     now += ms;
                     group.tick(&topics, &config(), now);
                 }
+                Op::Restore => {
+                    let json = serde_json::to_string(&group.snapshot()).expect("serialize");
+                    let snapshot: ConsumerGroupSnapshot = serde_json::from_str(&json).expect("deserialize");
+                    let restored = ConsumerGroup::restore("g".into(), snapshot.clone(), now);
+                    prop_assert_eq!(restored.snapshot(), snapshot);
+                    prop_assert_eq!(restored.state(), group.state());
+                    group = restored;
+                }
             }
             // A client the group already dropped (session expired) is a zombie whatever it
             // believes; Kafka's guarantee covers members.
@@ -868,19 +905,29 @@ proptest! {
             assert_exclusive(&group, &live);
             // Clients own no more than the group thinks they do.
             for c in &live {
-                if let Some(server) = owned.get(&c.member_id) {
-                    for (t, ps) in &c.owned {
-                        prop_assert!(ps.iter().all(|p| server.get(t).is_some_and(|s| s.contains(p))));
-                    }
+                let server = &owned[&c.member_id];
+                for (t, ps) in &c.owned {
+                    prop_assert!(ps.iter().all(|p| server.get(t).is_some_and(|s| s.contains(p))));
                 }
             }
+            let state = group.state();
+            prop_assert!(state != ConsumerGroupState::Assigning && state != ConsumerGroupState::Dead);
+            prop_assert_eq!(state == ConsumerGroupState::Empty, group.is_empty());
         }
-        // Everyone left heartbeats until the group settles (clients the group dropped rejoin).
-        let mut live: Vec<Client> = Vec::new();
-        for c in clients.into_iter().flatten() {
-            let known = group.describe(&topics).members.iter().any(|m| m.member_id == c.member_id);
-            if known { live.push(c); }
+        // Members nobody drives any more (static members away, clients dropped) time out;
+        // everyone else heartbeats until the group settles.
+        now += i64::from(config().consumer_session_timeout_ms);
+        for i in 0..clients.len() {
+            if let Some(c) = &clients[i] {
+                let req = c.request();
+                send(&mut group, &mut clients, i, req, &topics, now);
+            }
         }
+        group.tick(&topics, &config(), now);
+        let mut live: Vec<Client> = clients.into_iter().flatten().collect();
+        let known = group.owned_partitions();
+        live.retain(|c| known.contains_key(&c.member_id));
+        prop_assert_eq!(live.len(), known.len(), "every member left has a client");
         if !live.is_empty() {
             converge(&mut group, &mut live, &topics, now);
             let mut assigned: BTreeMap<(TopicId, i32), usize> = BTreeMap::new();
