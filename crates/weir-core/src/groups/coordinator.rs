@@ -553,11 +553,11 @@ impl Coordinator {
                     Err(GroupError::NonEmptyGroup)
                 }
                 Some(_) => {
-                    remove_group(&mut state, id, &mut pending);
+                    remove_group(state, id, &mut pending);
                     Ok(())
                 }
                 None if state.offsets.has_group(id) => {
-                    remove_group(&mut state, id, &mut pending);
+                    remove_group(state, id, &mut pending);
                     Ok(())
                 }
                 None => Err(GroupError::GroupIdNotFound),

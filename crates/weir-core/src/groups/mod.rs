@@ -19,7 +19,9 @@
 
 use bytes::Bytes;
 
+pub mod assignor;
 pub mod classic;
+pub mod consumer;
 pub mod coordinator;
 pub mod offsets;
 pub mod records;
