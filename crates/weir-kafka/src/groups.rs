@@ -13,9 +13,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{Notify, oneshot};
 use weir_core::Broker;
+use weir_core::groups::Ticket;
 use weir_core::groups::classic::Reply;
 use weir_core::groups::coordinator::{Coordinator, Done};
-use weir_core::groups::Ticket;
 
 /// The longest the timer sleeps without looking again (a deadline added by a call that
 /// raced the timer's read is picked up by the wake-up, this is only a backstop).
@@ -143,7 +143,11 @@ impl Groups {
                 }
             }
         }
-        if failed { Err(WriteFailed) } else { Ok(done.value) }
+        if failed {
+            Err(WriteFailed)
+        } else {
+            Ok(done.value)
+        }
     }
 
     /// Tells the timer a call may have set an earlier deadline (a member joined, a

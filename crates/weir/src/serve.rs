@@ -132,9 +132,15 @@ async fn serve_until_signal(
         "group coordinator ready"
     );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(weir_kafka::serve(listener, broker, coordinator, config, async {
-        let _ = stop_rx.await;
-    }));
+    let server = tokio::spawn(weir_kafka::serve(
+        listener,
+        broker,
+        coordinator,
+        config,
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
     tracing::info!(addr = %bound, "kafka listening");
     signals.recv().await;
     let _ = stop_tx.send(());

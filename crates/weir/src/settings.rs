@@ -41,7 +41,11 @@ pub struct ServeArgs {
     #[arg(long, env = "WEIR_GROUP_MIN_SESSION_TIMEOUT_MS", value_name = "MS")]
     pub group_min_session_timeout_ms: Option<i32>,
     /// Kafka's group.consumer.session.timeout.ms, for KIP-848 groups [default: 45000].
-    #[arg(long, env = "WEIR_GROUP_CONSUMER_SESSION_TIMEOUT_MS", value_name = "MS")]
+    #[arg(
+        long,
+        env = "WEIR_GROUP_CONSUMER_SESSION_TIMEOUT_MS",
+        value_name = "MS"
+    )]
     pub group_consumer_session_timeout_ms: Option<i32>,
     /// Kafka's offsets.retention.minutes: offsets of an empty group live this long
     /// [default: 10080, 7 days].
@@ -172,7 +176,10 @@ fn resolve_groups(args: &ServeArgs, file: &GroupFileSettings) -> anyhow::Result<
         anyhow::ensure!(v >= 0, "group initial rebalance delay must not be negative");
         groups.initial_rebalance_delay_ms = v;
     }
-    if let Some(v) = args.group_min_session_timeout_ms.or(file.min_session_timeout_ms) {
+    if let Some(v) = args
+        .group_min_session_timeout_ms
+        .or(file.min_session_timeout_ms)
+    {
         groups.min_session_timeout_ms = v;
     }
     if let Some(v) = file.max_session_timeout_ms {
@@ -198,7 +205,10 @@ fn resolve_groups(args: &ServeArgs, file: &GroupFileSettings) -> anyhow::Result<
         anyhow::ensure!(v > 0, "group consumer heartbeat interval must be positive");
         groups.consumer_heartbeat_interval_ms = v;
     }
-    if let Some(v) = args.offsets_retention_minutes.or(file.offsets_retention_minutes) {
+    if let Some(v) = args
+        .offsets_retention_minutes
+        .or(file.offsets_retention_minutes)
+    {
         anyhow::ensure!(v >= 1, "offsets retention must be at least one minute");
         groups.offsets_retention_ms = v.saturating_mul(60_000);
     }

@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use weir_storage::store::Appended;
 
 use super::classic::{
-    self, ClassicGroup, ClassicState, GroupDescription, JoinError, JoinRequest, LeaveMember,
-    Reply, SyncRequest,
+    self, ClassicGroup, ClassicState, GroupDescription, JoinError, JoinRequest, LeaveMember, Reply,
+    SyncRequest,
 };
 use super::consumer::{
     ConsumerGroup, ConsumerGroupDescription, ConsumerGroupSnapshot, HeartbeatRequest,
@@ -48,6 +48,11 @@ pub struct Done<T> {
     /// depended on the write (an offset commit) with an error.
     pub write_failed: bool,
 }
+
+/// What happened to one partition of a request.
+pub type PartitionResult = Result<(), GroupError>;
+/// A topic, a partition, and what happened to it.
+pub type PartitionAnswer = (String, i32, PartitionResult);
 
 /// One offset a client commits.
 #[derive(Debug, Clone)]
@@ -167,7 +172,13 @@ impl Coordinator {
 
     /// Appends what `pending` holds (under the caller's lock), then — only once written —
     /// applies its offset records to the table, so memory never runs ahead of the log.
-    fn finish<T>(&self, offsets: &mut OffsetTable, value: T, pending: Pending, now_ms: i64) -> Done<T> {
+    fn finish<T>(
+        &self,
+        offsets: &mut OffsetTable,
+        value: T,
+        pending: Pending,
+        now_ms: i64,
+    ) -> Done<T> {
         let (durable, write_failed) = if pending.records.is_empty() {
             (None, false)
         } else {
@@ -337,7 +348,12 @@ impl Coordinator {
         }
         match state.groups.get(group_id) {
             Some(Group::Classic(group)) if !group.is_empty() => {
-                return self.finish(&mut state.offsets, Err(GroupError::GroupIdNotFound), pending, now_ms);
+                return self.finish(
+                    &mut state.offsets,
+                    Err(GroupError::GroupIdNotFound),
+                    pending,
+                    now_ms,
+                );
             }
             Some(Group::Classic(_)) => {
                 // An empty classic group (or one holding only offsets) becomes a KIP-848
@@ -350,10 +366,20 @@ impl Coordinator {
             }
             Some(Group::Consumer(_)) => {}
             None if req.member_epoch != 0 => {
-                return self.finish(&mut state.offsets, Err(GroupError::UnknownMemberId), pending, now_ms);
+                return self.finish(
+                    &mut state.offsets,
+                    Err(GroupError::UnknownMemberId),
+                    pending,
+                    now_ms,
+                );
             }
             None if state.groups.len() >= GROUPS_MAX => {
-                return self.finish(&mut state.offsets, Err(GroupError::CoordinatorNotAvailable), pending, now_ms);
+                return self.finish(
+                    &mut state.offsets,
+                    Err(GroupError::CoordinatorNotAvailable),
+                    pending,
+                    now_ms,
+                );
             }
             None => {}
         }
@@ -362,7 +388,12 @@ impl Coordinator {
             .entry(group_id.to_string())
             .or_insert_with(|| Group::Consumer(ConsumerGroup::new(group_id.to_string())));
         let Group::Consumer(group) = group else {
-            return self.finish(&mut state.offsets, Err(GroupError::GroupIdNotFound), pending, now_ms);
+            return self.finish(
+                &mut state.offsets,
+                Err(GroupError::GroupIdNotFound),
+                pending,
+                now_ms,
+            );
         };
         let (answer, changed) = group.heartbeat(req, &topics, &self.config, now_ms);
         if changed {
@@ -400,7 +431,7 @@ impl Coordinator {
         committer: &Committer,
         entries: Vec<CommitEntry>,
         now_ms: i64,
-    ) -> Done<Result<Vec<(CommitEntry, Result<(), GroupError>)>, GroupError>> {
+    ) -> Done<Result<Vec<(CommitEntry, PartitionResult)>, GroupError>> {
         let topics = self.broker.topics();
         let mut guard = self.lock();
         let state = &mut *guard;
@@ -414,10 +445,8 @@ impl Coordinator {
                 committer.group_instance_id.as_deref(),
                 committer.generation_or_member_epoch,
             ),
-            Some(Group::Consumer(group)) => group.validate_offset_commit(
-                &committer.member_id,
-                committer.generation_or_member_epoch,
-            ),
+            Some(Group::Consumer(group)) => group
+                .validate_offset_commit(&committer.member_id, committer.generation_or_member_epoch),
             None if committer.generation_or_member_epoch < 0 => {
                 if state.offsets.has_group(group_id) || state.groups.len() < GROUPS_MAX {
                     Ok(())
@@ -484,7 +513,9 @@ impl Coordinator {
             None => state
                 .offsets
                 .group_offsets(group_id)
-                .map(|(topic, partition, value)| (topic.to_string(), partition, Some(value.clone())))
+                .map(|(topic, partition, value)| {
+                    (topic.to_string(), partition, Some(value.clone()))
+                })
                 .collect(),
         })
     }
@@ -495,7 +526,7 @@ impl Coordinator {
         group_id: &str,
         partitions: Vec<(String, i32)>,
         now_ms: i64,
-    ) -> Done<Result<Vec<(String, i32, Result<(), GroupError>)>, GroupError>> {
+    ) -> Done<Result<Vec<PartitionAnswer>, GroupError>> {
         let topics = self.topics_view();
         let mut guard = self.lock();
         let state = &mut *guard;
@@ -549,9 +580,7 @@ impl Coordinator {
         for id in group_ids {
             let result = match state.groups.get_mut(id) {
                 Some(Group::Classic(group)) if !group.is_empty() => Err(GroupError::NonEmptyGroup),
-                Some(Group::Consumer(group)) if !group.is_empty() => {
-                    Err(GroupError::NonEmptyGroup)
-                }
+                Some(Group::Consumer(group)) if !group.is_empty() => Err(GroupError::NonEmptyGroup),
                 Some(_) => {
                     remove_group(state, id, &mut pending);
                     Ok(())
@@ -569,7 +598,10 @@ impl Coordinator {
 
     /// DescribeGroups (classic groups): unknown ones — and KIP-848 groups, as in Kafka —
     /// are [`GroupError::GroupIdNotFound`].
-    pub fn describe(&self, group_ids: &[String]) -> Vec<(String, Result<GroupDescription, GroupError>)> {
+    pub fn describe(
+        &self,
+        group_ids: &[String],
+    ) -> Vec<(String, Result<GroupDescription, GroupError>)> {
         let state = self.lock();
         group_ids
             .iter()
@@ -697,12 +729,10 @@ impl Coordinator {
                 Some(_) => Liveness::Active,
                 None => Liveness::Standalone,
             };
-            let expired = state.offsets.expired(
-                &id,
-                &liveness,
-                self.config.offsets_retention_ms,
-                now_ms,
-            );
+            let expired =
+                state
+                    .offsets
+                    .expired(&id, &liveness, self.config.offsets_retention_ms, now_ms);
             if !expired.is_empty() {
                 tracing::info!(group = %id, offsets = expired.len(), "offsets expired");
             }

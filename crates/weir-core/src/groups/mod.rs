@@ -167,4 +167,3 @@ pub struct OffsetValue {
     pub metadata: String,
     pub commit_timestamp_ms: i64,
 }
-

@@ -6,11 +6,10 @@ use kafka_protocol::messages::consumer_group_describe_response::{
     Assignment, DescribedGroup, Member, TopicPartitions,
 };
 use kafka_protocol::messages::{
-    ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, GroupId, RequestHeader,
-    TopicName,
+    ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, GroupId, RequestHeader, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use weir_core::groups::consumer::DescribedAssignment;
+use weir_core::groups::consumer::TopicPartitions as DescribedAssignment;
 
 use super::Context;
 use crate::errors;

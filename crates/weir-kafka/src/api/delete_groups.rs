@@ -15,7 +15,11 @@ pub async fn handle(
     _header: &RequestHeader,
     request: DeleteGroupsRequest,
 ) -> DeleteGroupsResponse {
-    let ids: Vec<String> = request.groups_names.iter().map(|g| g.0.to_string()).collect();
+    let ids: Vec<String> = request
+        .groups_names
+        .iter()
+        .map(|g| g.0.to_string())
+        .collect();
     let groups = &context.groups;
     let done = groups.coordinator().delete_groups(&ids, now_ms());
     let results = match groups.finish(done).await {

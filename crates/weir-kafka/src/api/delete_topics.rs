@@ -9,9 +9,9 @@ use uuid::Uuid;
 use weir_core::TopicId;
 
 use super::Context;
-use weir_core::group_log::is_internal_topic;
 use super::metadata::topic_name;
 use crate::errors::{self, INVALID_REQUEST, NONE, UNKNOWN_TOPIC_ID};
+use weir_core::group_log::is_internal_topic;
 
 pub fn handle(
     context: &Context,

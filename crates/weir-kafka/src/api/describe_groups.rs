@@ -4,7 +4,9 @@
 //! before v6, GROUP_ID_NOT_FOUND from v6.
 
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
-use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, GroupId, RequestHeader};
+use kafka_protocol::messages::{
+    DescribeGroupsRequest, DescribeGroupsResponse, GroupId, RequestHeader,
+};
 use kafka_protocol::protocol::StrBytes;
 
 use super::Context;
@@ -27,8 +29,8 @@ pub fn handle(
     let groups = described
         .into_iter()
         .map(|(id, result)| {
-            let mut group = DescribedGroup::default()
-                .with_group_id(GroupId(StrBytes::from_string(id)));
+            let mut group =
+                DescribedGroup::default().with_group_id(GroupId(StrBytes::from_string(id)));
             if version >= AUTHORIZED_OPERATIONS_VERSION {
                 group = group.with_authorized_operations(OPERATIONS_NOT_REQUESTED);
             }

@@ -95,7 +95,7 @@ pub async fn handle(
             let code = match refused.error {
                 // Before v4 there is no MEMBER_ID_REQUIRED: the coordinator never asks.
                 GroupError::MemberIdRequired if version < KNOWN_MEMBER_ID_VERSION => {
-                    errors::UNKNOWN_MEMBER_ID
+                    errors::group_code(GroupError::UnknownMemberId)
                 }
                 error => errors::group_code(error),
             };

@@ -37,7 +37,9 @@ pub fn handle(
             (version < STATE_VERSION
                 || states.is_empty()
                 || states.contains(&g.state.to_ascii_lowercase()))
-                && (version < TYPE_VERSION || types.is_empty() || types.contains(&g.group_type.to_string()))
+                && (version < TYPE_VERSION
+                    || types.is_empty()
+                    || types.contains(&g.group_type.to_string()))
         })
         .map(|g| {
             let mut listed = ListedGroup::default()

@@ -19,12 +19,12 @@ use uuid::Uuid;
 use weir_core::{TopicId, TopicInfo};
 
 use super::Context;
-use weir_core::group_log::is_internal_topic;
 use super::create_topics::PARTITIONS_PER_REQUEST_MAX;
 use crate::errors::{
     self, INVALID_REQUEST, INVALID_TOPIC_EXCEPTION, LEADER_NOT_AVAILABLE, NONE, UNKNOWN_TOPIC_ID,
     UNKNOWN_TOPIC_OR_PARTITION,
 };
+use weir_core::group_log::is_internal_topic;
 
 /// Kafka's "authorized operations not requested / not known" value.
 pub(crate) const AUTHORIZED_OPERATIONS_UNKNOWN: i32 = i32::MIN;
@@ -216,8 +216,8 @@ pub(crate) mod testing {
                 .expect("open broker")
                 .0,
         );
-        let coordinator = Coordinator::open(broker.clone(), GroupConfig::default(), 0)
-            .expect("open coordinator");
+        let coordinator =
+            Coordinator::open(broker.clone(), GroupConfig::default(), 0).expect("open coordinator");
         Context {
             groups: Groups::new(coordinator, broker.clone()),
             broker,

@@ -117,12 +117,12 @@ pub async fn dispatch(
             Rs::DescribeLogDirs(describe_log_dirs::handle(context, header, r))
         }
         Rq::DescribeCluster(r) => Rs::DescribeCluster(describe_cluster::handle(context, header, r)),
-        Rq::FindCoordinator(r) => {
-            Rs::FindCoordinator(find_coordinator::handle(context, header, r))
-        }
+        Rq::FindCoordinator(r) => Rs::FindCoordinator(find_coordinator::handle(context, header, r)),
         // Group calls append to `__consumer_offsets` (buffered writes under the
         // coordinator's lock) and wait for durability without blocking the thread.
-        Rq::JoinGroup(r) => Rs::JoinGroup(join_group::handle(context, header, r, client_host).await),
+        Rq::JoinGroup(r) => {
+            Rs::JoinGroup(join_group::handle(context, header, r, client_host).await)
+        }
         Rq::SyncGroup(r) => Rs::SyncGroup(sync_group::handle(context, header, r).await),
         Rq::Heartbeat(r) => Rs::Heartbeat(heartbeat::handle(context, header, r)),
         Rq::LeaveGroup(r) => Rs::LeaveGroup(leave_group::handle(context, header, r).await),

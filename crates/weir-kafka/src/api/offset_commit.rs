@@ -82,16 +82,20 @@ pub async fn handle(
     let topics = shape
         .into_iter()
         .map(|(name, partitions)| {
-            OffsetCommitResponseTopic::default().with_name(name).with_partitions(
-                partitions
-                    .into_iter()
-                    .map(|partition| {
-                        OffsetCommitResponsePartition::default()
-                            .with_partition_index(partition)
-                            .with_error_code(codes.next().unwrap_or(errors::UNKNOWN_SERVER_ERROR))
-                    })
-                    .collect(),
-            )
+            OffsetCommitResponseTopic::default()
+                .with_name(name)
+                .with_partitions(
+                    partitions
+                        .into_iter()
+                        .map(|partition| {
+                            OffsetCommitResponsePartition::default()
+                                .with_partition_index(partition)
+                                .with_error_code(
+                                    codes.next().unwrap_or(errors::UNKNOWN_SERVER_ERROR),
+                                )
+                        })
+                        .collect(),
+                )
         })
         .collect();
     OffsetCommitResponse::default().with_topics(topics)
