@@ -27,7 +27,7 @@ use super::consumer::{
 use super::offsets::{Liveness, OffsetTable};
 use super::records::GroupRecord;
 use super::{GroupConfig, GroupError, NAME_MAX_BYTES, OffsetValue, Ticket};
-use crate::group_log::is_internal_topic;
+use crate::group_log::{GROUP_TOPIC, is_internal_topic};
 use crate::{Broker, CoreError, TopicId};
 
 /// Most groups one coordinator holds (groups with members or with committed offsets):
@@ -111,11 +111,21 @@ struct Pending {
 impl Coordinator {
     /// Creates `__consumer_offsets` if needed and rebuilds every group from it.
     pub fn open(broker: Arc<Broker>, config: GroupConfig, now_ms: i64) -> Result<Self, CoreError> {
-        broker.ensure_group_topic(TopicId(*uuid::Uuid::new_v4().as_bytes()))?;
+        // Like Kafka, the topic appears on first use (`finish`); one that exists gets its
+        // required settings back before it is read.
+        let existing = broker.topic(GROUP_TOPIC).is_some();
+        if existing {
+            broker.ensure_group_topic(fresh_topic_id())?;
+        }
         let mut groups: HashMap<String, Group> = HashMap::new();
         let mut offsets = OffsetTable::new();
         let mut undecodable = 0usize;
-        for record in broker.replay_group_records()? {
+        let records = if existing {
+            broker.replay_group_records()?
+        } else {
+            Vec::new()
+        };
+        for record in records {
             match record {
                 GroupRecord::Offset { .. } => offsets.apply(&record),
                 GroupRecord::Classic { group, value } => match value {
@@ -148,8 +158,7 @@ impl Coordinator {
             groups = groups.len(),
             offsets_groups = offsets.groups().count(),
             undecodable,
-            "group coordinator rebuilt from {}",
-            crate::group_log::GROUP_TOPIC
+            "group coordinator rebuilt from {GROUP_TOPIC}"
         );
         Ok(Coordinator {
             broker,
@@ -182,7 +191,14 @@ impl Coordinator {
         let (durable, write_failed) = if pending.records.is_empty() {
             (None, false)
         } else {
-            match self.broker.append_group_records(&pending.records, now_ms) {
+            let written = if self.broker.topic(GROUP_TOPIC).is_none() {
+                self.broker
+                    .ensure_group_topic(fresh_topic_id())
+                    .and_then(|_| self.broker.append_group_records(&pending.records, now_ms))
+            } else {
+                self.broker.append_group_records(&pending.records, now_ms)
+            };
+            match written {
                 Ok(appended) => {
                     for record in &pending.records {
                         offsets.apply(record);
@@ -756,6 +772,10 @@ impl Coordinator {
     }
 }
 
+fn fresh_topic_id() -> TopicId {
+    TopicId(*uuid::Uuid::new_v4().as_bytes())
+}
+
 /// Group ids must be non-empty and of bounded length (Kafka: INVALID_GROUP_ID).
 fn check_group_id(group_id: &str) -> Result<(), GroupError> {
     if group_id.is_empty() || group_id.len() > NAME_MAX_BYTES {
@@ -817,3 +837,6 @@ fn remove_group(state: &mut State, id: &str, pending: &mut Pending) {
     }
     pending.records.extend(state.offsets.group_tombstones(id));
 }
+
+#[cfg(test)]
+mod tests;
