@@ -54,6 +54,10 @@ pub enum CoreError {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     ProducerIds(#[from] ProducerIdError),
+    #[error("topic {name} is internal to the broker: {reason}")]
+    InternalTopic { name: String, reason: &'static str },
+    #[error("group record: {0}")]
+    GroupRecord(#[from] crate::groups::records::RecordError),
 }
 
 pub struct Broker {
@@ -196,6 +200,7 @@ impl Broker {
 
     /// Deletes a topic and all its data.
     pub fn delete_topic(&self, name: &str) -> Result<TopicInfo, CoreError> {
+        refuse_internal(name, "it cannot be deleted")?;
         let mut catalog = self.catalog();
         let topic = catalog
             .get(name)
@@ -221,6 +226,7 @@ impl Broker {
         validate_only: bool,
     ) -> Result<TopicInfo, CoreError> {
         check_partition_count(total)?;
+        refuse_internal(name, "its partition count is fixed")?;
         let mut catalog = self.catalog();
         let mut topic = catalog
             .get(name)
@@ -313,6 +319,17 @@ impl Broker {
             .get(id)
             .cloned()
     }
+}
+
+/// Internal topics (the group log) keep their data and partition count whatever clients ask.
+fn refuse_internal(name: &str, reason: &'static str) -> Result<(), CoreError> {
+    if crate::group_log::is_internal_topic(name) {
+        return Err(CoreError::InternalTopic {
+            name: name.to_string(),
+            reason,
+        });
+    }
+    Ok(())
 }
 
 fn check_partition_count(count: i32) -> Result<(), CoreError> {

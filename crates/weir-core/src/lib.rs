@@ -15,6 +15,7 @@
 pub mod append_wait;
 pub mod broker;
 pub mod catalog;
+pub mod group_log;
 pub mod groups;
 mod log_dirs;
 pub mod producer_ids;

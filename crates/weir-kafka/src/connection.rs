@@ -81,6 +81,11 @@ pub(crate) async fn run(
     budget: &Semaphore,
 ) -> Result<(), ConnectionError> {
     stream.set_nodelay(true)?;
+    // Kafka shows a group member's host as "/" and its address.
+    let client_host = stream
+        .peer_addr()
+        .map(|peer| format!("/{}", peer.ip()))
+        .unwrap_or_default();
     let (reader, writer) = stream.into_split();
     let mut writer = BufWriter::new(writer);
     let mut pending: VecDeque<Answer<'_>> = VecDeque::new();
@@ -113,7 +118,7 @@ pub(crate) async fn run(
                     continue;
                 };
                 reading = Some(Box::pin(read_next(reader, budget)));
-                let mut answer: Answer<'_> = Box::pin(handle_frame(frame, context));
+                let mut answer: Answer<'_> = Box::pin(handle_frame(frame, context, &client_host));
                 let first = std::future::poll_fn(|cx| Poll::Ready(answer.as_mut().poll(cx))).await;
                 // The request has taken effect (or failed); its frame's bytes are no longer
                 // needed, whatever it still waits for.
@@ -228,6 +233,7 @@ async fn reserve(budget: &Semaphore, bytes: usize) -> Result<SemaphorePermit<'_>
 async fn handle_frame(
     mut frame: Bytes,
     context: &Context,
+    client_host: &str,
 ) -> Result<Option<Bytes>, ConnectionError> {
     let (key, version, correlation_id) = peek_header(&frame)?;
     let api_key = key as i16;
@@ -259,7 +265,7 @@ async fn handle_frame(
             "trailing bytes after request"
         );
     }
-    match api::dispatch(context, &header, request).await {
+    match api::dispatch(context, &header, request, client_host).await {
         api::Outcome::Respond(response) => {
             encode_response(key, version, correlation_id, *response).map(Some)
         }

@@ -43,6 +43,8 @@ pub fn code(error: &CoreError) -> i16 {
         CoreError::InvalidConfig(_) => INVALID_CONFIG,
         CoreError::Store(store) => store_code(store),
         CoreError::Catalog(_) | CoreError::ProducerIds(_) => KAFKA_STORAGE_ERROR,
+        CoreError::InternalTopic { .. } => POLICY_VIOLATION,
+        CoreError::GroupRecord(_) => KAFKA_STORAGE_ERROR,
     }
 }
 
@@ -78,4 +80,34 @@ pub fn store_code(error: &StoreError) -> i16 {
             ProducerError::MultipleBatches => INVALID_RECORD,
         },
     }
+}
+
+/// The error code a group coordinator error becomes.
+pub fn group_code(error: weir_core::groups::GroupError) -> i16 {
+    use kafka_protocol::ResponseError as E;
+    use weir_core::groups::GroupError as G;
+    let kafka = match error {
+        G::UnknownMemberId => E::UnknownMemberId,
+        G::IllegalGeneration => E::IllegalGeneration,
+        G::RebalanceInProgress => E::RebalanceInProgress,
+        G::MemberIdRequired => E::MemberIdRequired,
+        G::FencedInstanceId => E::FencedInstanceId,
+        G::InconsistentGroupProtocol => E::InconsistentGroupProtocol,
+        G::InvalidSessionTimeout => E::InvalidSessionTimeout,
+        G::GroupMaxSizeReached => E::GroupMaxSizeReached,
+        G::GroupIdNotFound => E::GroupIdNotFound,
+        G::NonEmptyGroup => E::NonEmptyGroup,
+        G::InvalidGroupId => E::InvalidGroupId,
+        G::FencedMemberEpoch => E::FencedMemberEpoch,
+        G::StaleMemberEpoch => E::StaleMemberEpoch,
+        G::UnreleasedInstanceId => E::UnreleasedInstanceId,
+        G::UnsupportedAssignor => E::UnsupportedAssignor,
+        G::GroupSubscribedToTopic => E::GroupSubscribedToTopic,
+        G::OffsetMetadataTooLarge => E::OffsetMetadataTooLarge,
+        G::UnknownTopicOrPartition => E::UnknownTopicOrPartition,
+        G::InvalidRequest => E::InvalidRequest,
+        G::InvalidRegularExpression => E::InvalidRegularExpression,
+        G::CoordinatorNotAvailable => E::CoordinatorNotAvailable,
+    };
+    kafka.code()
 }

@@ -500,6 +500,246 @@ const SHAPES: &[Shape] = &[
             f(1, UP, I8),   // endpoint type
         ],
     },
+    // Consumer groups (issue 4).
+    Shape {
+        key: ApiKey::FindCoordinator,
+        min: 0,
+        max: 6,
+        flexible_from: 3,
+        fields: &[
+            f(0, 3, STR),                // key
+            f(1, UP, I8),                // key type
+            f(4, UP, Kind::Array(&STR)), // coordinator keys
+        ],
+    },
+    // v10+ (topic ids) is beyond kafka-protocol 0.18, hence beyond SUPPORTED.
+    Shape {
+        key: ApiKey::OffsetCommit,
+        min: 2,
+        max: 9,
+        flexible_from: 8,
+        fields: &[
+            f(0, UP, STR),         // group id
+            f(1, UP, I32),         // generation id or member epoch
+            f(1, UP, STR),         // member id
+            f(7, UP, STR).null(7), // group instance id
+            f(2, 4, I64),          // retention time ms
+            f(
+                0,
+                UP,
+                Kind::Structs(&[
+                    f(0, UP, STR), // topic name
+                    f(
+                        0,
+                        UP,
+                        Kind::Structs(&[
+                            f(0, UP, I32),         // partition index
+                            f(0, UP, I64),         // committed offset
+                            f(6, UP, I32),         // committed leader epoch
+                            f(1, 1, I64),          // commit timestamp
+                            f(0, UP, STR).null(0), // committed metadata
+                        ]),
+                    ),
+                ]),
+            ),
+        ],
+    },
+    // v10+ (topic ids) is beyond kafka-protocol 0.18, hence beyond SUPPORTED.
+    Shape {
+        key: ApiKey::OffsetFetch,
+        min: 1,
+        max: 9,
+        flexible_from: 6,
+        fields: &[
+            f(0, 7, STR), // group id
+            f(
+                0,
+                7,
+                Kind::Structs(&[
+                    f(0, 7, STR),               // topic name
+                    f(0, 7, Kind::Array(&I32)), // partition indexes
+                ]),
+            )
+            .null(2),
+            f(
+                8,
+                UP,
+                Kind::Structs(&[
+                    f(8, UP, STR),         // group id
+                    f(9, UP, STR).null(9), // member id
+                    f(9, UP, I32),         // member epoch
+                    f(
+                        8,
+                        UP,
+                        Kind::Structs(&[
+                            f(8, UP, STR),               // topic name
+                            f(8, UP, Kind::Array(&I32)), // partition indexes
+                        ]),
+                    )
+                    .null(8),
+                ]),
+            ),
+            f(7, UP, BOOL), // require stable
+        ],
+    },
+    Shape {
+        key: ApiKey::JoinGroup,
+        min: 0,
+        max: 9,
+        flexible_from: 6,
+        fields: &[
+            f(0, UP, STR),         // group id
+            f(0, UP, I32),         // session timeout ms
+            f(1, UP, I32),         // rebalance timeout ms
+            f(0, UP, STR),         // member id
+            f(5, UP, STR).null(5), // group instance id
+            f(0, UP, STR),         // protocol type
+            f(
+                0,
+                UP,
+                Kind::Structs(&[
+                    f(0, UP, STR),         // protocol name
+                    f(0, UP, Kind::Bytes), // protocol metadata
+                ]),
+            ),
+            f(8, UP, STR).null(8), // reason
+        ],
+    },
+    Shape {
+        key: ApiKey::Heartbeat,
+        min: 0,
+        max: 4,
+        flexible_from: 4,
+        fields: &[
+            f(0, UP, STR),         // group id
+            f(0, UP, I32),         // generation id
+            f(0, UP, STR),         // member id
+            f(3, UP, STR).null(3), // group instance id
+        ],
+    },
+    Shape {
+        key: ApiKey::LeaveGroup,
+        min: 0,
+        max: 5,
+        flexible_from: 4,
+        fields: &[
+            f(0, UP, STR), // group id
+            f(0, 2, STR),  // member id
+            f(
+                3,
+                UP,
+                Kind::Structs(&[
+                    f(3, UP, STR),         // member id
+                    f(3, UP, STR).null(3), // group instance id
+                    f(5, UP, STR).null(5), // reason
+                ]),
+            ),
+        ],
+    },
+    Shape {
+        key: ApiKey::SyncGroup,
+        min: 0,
+        max: 5,
+        flexible_from: 4,
+        fields: &[
+            f(0, UP, STR),         // group id
+            f(0, UP, I32),         // generation id
+            f(0, UP, STR),         // member id
+            f(3, UP, STR).null(3), // group instance id
+            f(5, UP, STR).null(5), // protocol type
+            f(5, UP, STR).null(5), // protocol name
+            f(
+                0,
+                UP,
+                Kind::Structs(&[
+                    f(0, UP, STR),         // member id
+                    f(0, UP, Kind::Bytes), // assignment
+                ]),
+            ),
+        ],
+    },
+    // v6 changes only the response.
+    Shape {
+        key: ApiKey::DescribeGroups,
+        min: 0,
+        max: 6,
+        flexible_from: 5,
+        fields: &[
+            f(0, UP, Kind::Array(&STR)), // groups
+            f(3, UP, BOOL),              // include authorized operations
+        ],
+    },
+    Shape {
+        key: ApiKey::ListGroups,
+        min: 0,
+        max: 5,
+        flexible_from: 3,
+        fields: &[
+            f(4, UP, Kind::Array(&STR)), // states filter
+            f(5, UP, Kind::Array(&STR)), // types filter
+        ],
+    },
+    Shape {
+        key: ApiKey::DeleteGroups,
+        min: 0,
+        max: 2,
+        flexible_from: 2,
+        fields: &[f(0, UP, Kind::Array(&STR))], // group names
+    },
+    Shape {
+        key: ApiKey::OffsetDelete,
+        min: 0,
+        max: 0,
+        flexible_from: UP, // never flexible
+        fields: &[
+            f(0, UP, STR), // group id
+            f(
+                0,
+                UP,
+                Kind::Structs(&[
+                    f(0, UP, STR),                             // topic name
+                    f(0, UP, Kind::Structs(&[f(0, UP, I32)])), // partition indexes
+                ]),
+            ),
+        ],
+    },
+    Shape {
+        key: ApiKey::ConsumerGroupHeartbeat,
+        min: 0,
+        max: 1,
+        flexible_from: 0,
+        fields: &[
+            f(0, UP, STR),                       // group id
+            f(0, UP, STR),                       // member id
+            f(0, UP, I32),                       // member epoch
+            f(0, UP, STR).null(0),               // instance id
+            f(0, UP, STR).null(0),               // rack id
+            f(0, UP, I32),                       // rebalance timeout ms
+            f(0, UP, Kind::Array(&STR)).null(0), // subscribed topic names
+            f(1, UP, STR).null(1),               // subscribed topic regex
+            f(0, UP, STR).null(0),               // server assignor
+            f(
+                0,
+                UP,
+                Kind::Structs(&[
+                    f(0, UP, UUID),              // topic id
+                    f(0, UP, Kind::Array(&I32)), // partitions
+                ]),
+            )
+            .null(0), // topic partitions
+        ],
+    },
+    // v1 changes only the response.
+    Shape {
+        key: ApiKey::ConsumerGroupDescribe,
+        min: 0,
+        max: 1,
+        flexible_from: 0,
+        fields: &[
+            f(0, UP, Kind::Array(&STR)), // group ids
+            f(0, UP, BOOL),              // include authorized operations
+        ],
+    },
 ];
 
 /// How far a walk may nest: the deepest shape above is three structs deep plus one

@@ -12,6 +12,8 @@
 //! - [`api`]: one file per Kafka API (`api/produce.rs`, …) and the table of versions weir
 //!   supports; [`api::dispatch`] routes a decoded request to its handler.
 //! - `errors`: core errors as Kafka error codes.
+//! - [`groups`]: runs the group coordinator — parks JoinGroup/SyncGroup until answered,
+//!   waits for its records to be durable, and ticks it when a timeout is due.
 //!
 //! # What it deliberately does not do
 //! No file access and no storage logic: it calls the broker core. Nothing a client sends
@@ -20,6 +22,7 @@
 pub mod api;
 mod connection;
 pub mod errors;
+pub mod groups;
 pub mod guard;
 pub mod limits;
 mod server;

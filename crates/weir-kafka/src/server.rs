@@ -6,9 +6,11 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use weir_core::Broker;
+use weir_core::groups::coordinator::Coordinator;
 
 use crate::api::Context;
 use crate::connection;
+use crate::groups::Groups;
 use crate::limits::{ACCEPT_ERROR_BACKOFF, CONNECTIONS_MAX, FRAME_BYTES_IN_FLIGHT_MAX};
 
 /// What the Kafka front end tells clients about this broker.
@@ -25,10 +27,17 @@ pub struct KafkaConfig {
 pub async fn serve(
     listener: TcpListener,
     broker: Arc<Broker>,
+    coordinator: Coordinator,
     config: KafkaConfig,
     shutdown: impl Future<Output = ()>,
 ) {
-    let context = Arc::new(Context { broker, config });
+    let groups = Groups::new(coordinator, broker.clone());
+    tokio::spawn(groups.clone().run_timer());
+    let context = Arc::new(Context {
+        broker,
+        config,
+        groups,
+    });
     let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     let frame_budget = Arc::new(Semaphore::new(FRAME_BYTES_IN_FLIGHT_MAX));
     tokio::pin!(shutdown);

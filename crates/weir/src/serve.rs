@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use weir_core::Broker;
+use weir_core::groups::coordinator::Coordinator;
 use weir_kafka::KafkaConfig;
 use weir_storage::store::Store;
 
@@ -123,10 +124,23 @@ async fn serve_until_signal(
         node_id: settings.node_id,
         cluster_id,
     };
+    let started = Instant::now();
+    let coordinator = Coordinator::open(broker.clone(), settings.groups.clone(), now_ms())
+        .context("rebuilding the group coordinator from __consumer_offsets")?;
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "group coordinator ready"
+    );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(weir_kafka::serve(listener, broker, config, async {
-        let _ = stop_rx.await;
-    }));
+    let server = tokio::spawn(weir_kafka::serve(
+        listener,
+        broker,
+        coordinator,
+        config,
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
     tracing::info!(addr = %bound, "kafka listening");
     signals.recv().await;
     let _ = stop_tx.send(());

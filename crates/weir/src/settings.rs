@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 use weir_core::BrokerConfig;
+use weir_core::groups::GroupConfig;
 use weir_storage::store::StoreConfig;
 
 pub const DATA_DIR_DEFAULT: &str = "./weir-data";
@@ -32,6 +33,24 @@ pub struct ServeArgs {
     /// Admin HTTP listener (metrics, API) [default: 127.0.0.1:9644].
     #[arg(long, env = "WEIR_ADMIN_ADDR", value_name = "HOST:PORT")]
     pub admin_addr: Option<SocketAddr>,
+    /// Kafka's group.initial.rebalance.delay.ms: how long a new group's first rebalance
+    /// waits for more members [default: 3000].
+    #[arg(long, env = "WEIR_GROUP_INITIAL_REBALANCE_DELAY_MS", value_name = "MS")]
+    pub group_initial_rebalance_delay_ms: Option<i64>,
+    /// Kafka's group.min.session.timeout.ms [default: 6000].
+    #[arg(long, env = "WEIR_GROUP_MIN_SESSION_TIMEOUT_MS", value_name = "MS")]
+    pub group_min_session_timeout_ms: Option<i32>,
+    /// Kafka's group.consumer.session.timeout.ms, for KIP-848 groups [default: 45000].
+    #[arg(
+        long,
+        env = "WEIR_GROUP_CONSUMER_SESSION_TIMEOUT_MS",
+        value_name = "MS"
+    )]
+    pub group_consumer_session_timeout_ms: Option<i32>,
+    /// Kafka's offsets.retention.minutes: offsets of an empty group live this long
+    /// [default: 10080, 7 days].
+    #[arg(long, env = "WEIR_OFFSETS_RETENTION_MINUTES", value_name = "MIN")]
+    pub offsets_retention_minutes: Option<i64>,
 }
 
 /// The `--config` file's shape.
@@ -49,6 +68,21 @@ struct FileSettings {
     node_id: Option<i32>,
     #[serde(default)]
     storage: StorageFileSettings,
+    #[serde(default)]
+    groups: GroupFileSettings,
+}
+
+/// The `[groups]` table: the group coordinator's settings under Kafka's names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupFileSettings {
+    initial_rebalance_delay_ms: Option<i64>,
+    min_session_timeout_ms: Option<i32>,
+    max_session_timeout_ms: Option<i32>,
+    max_size: Option<usize>,
+    consumer_session_timeout_ms: Option<i32>,
+    consumer_heartbeat_interval_ms: Option<i32>,
+    offsets_retention_minutes: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -72,6 +106,7 @@ pub struct Settings {
     pub node_id: i32,
     pub store: StoreConfig,
     pub broker: BrokerConfig,
+    pub groups: GroupConfig,
 }
 
 impl Settings {
@@ -111,9 +146,11 @@ impl Settings {
             anyhow::ensure!(v >= 1, "num_partitions must be at least 1, not {v}");
             broker.num_partitions = v;
         }
+        let groups = resolve_groups(&args, &file.groups)?;
         Ok(Self {
             node_id: file.node_id.unwrap_or(1),
             broker,
+            groups,
             data_dir: args
                 .data_dir
                 .or(file.data_dir)
@@ -128,6 +165,54 @@ impl Settings {
             store,
         })
     }
+}
+
+fn resolve_groups(args: &ServeArgs, file: &GroupFileSettings) -> anyhow::Result<GroupConfig> {
+    let mut groups = GroupConfig::default();
+    if let Some(v) = args
+        .group_initial_rebalance_delay_ms
+        .or(file.initial_rebalance_delay_ms)
+    {
+        anyhow::ensure!(v >= 0, "group initial rebalance delay must not be negative");
+        groups.initial_rebalance_delay_ms = v;
+    }
+    if let Some(v) = args
+        .group_min_session_timeout_ms
+        .or(file.min_session_timeout_ms)
+    {
+        groups.min_session_timeout_ms = v;
+    }
+    if let Some(v) = file.max_session_timeout_ms {
+        groups.max_session_timeout_ms = v;
+    }
+    anyhow::ensure!(
+        0 < groups.min_session_timeout_ms
+            && groups.min_session_timeout_ms <= groups.max_session_timeout_ms,
+        "group session timeouts must satisfy 0 < min <= max"
+    );
+    if let Some(v) = file.max_size {
+        anyhow::ensure!(v >= 1, "groups.max_size must be at least 1");
+        groups.max_size = v;
+    }
+    if let Some(v) = args
+        .group_consumer_session_timeout_ms
+        .or(file.consumer_session_timeout_ms)
+    {
+        anyhow::ensure!(v > 0, "group consumer session timeout must be positive");
+        groups.consumer_session_timeout_ms = v;
+    }
+    if let Some(v) = file.consumer_heartbeat_interval_ms {
+        anyhow::ensure!(v > 0, "group consumer heartbeat interval must be positive");
+        groups.consumer_heartbeat_interval_ms = v;
+    }
+    if let Some(v) = args
+        .offsets_retention_minutes
+        .or(file.offsets_retention_minutes)
+    {
+        anyhow::ensure!(v >= 1, "offsets retention must be at least one minute");
+        groups.offsets_retention_ms = v.saturating_mul(60_000);
+    }
+    Ok(groups)
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
@@ -147,7 +232,31 @@ mod tests {
             kafka_addr: None,
             rocketmq_addr: None,
             admin_addr: None,
+            group_initial_rebalance_delay_ms: None,
+            group_min_session_timeout_ms: None,
+            group_consumer_session_timeout_ms: None,
+            offsets_retention_minutes: None,
         }
+    }
+
+    #[test]
+    fn group_settings_come_from_flags_then_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("weir.toml");
+        std::fs::write(
+            &path,
+            "[groups]\ninitial_rebalance_delay_ms = 100\nmin_session_timeout_ms = 1000\n",
+        )
+        .expect("write config");
+        let mut with_file = args();
+        with_file.config = Some(path);
+        with_file.group_initial_rebalance_delay_ms = Some(0);
+        let settings = Settings::resolve(with_file).expect("resolves");
+        assert_eq!(settings.groups.initial_rebalance_delay_ms, 0, "flag wins");
+        assert_eq!(settings.groups.min_session_timeout_ms, 1000, "file applies");
+        let mut negative = args();
+        negative.group_initial_rebalance_delay_ms = Some(-1);
+        assert!(Settings::resolve(negative).is_err());
     }
 
     #[test]

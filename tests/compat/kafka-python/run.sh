@@ -111,7 +111,10 @@ trap cleanup EXIT
 # The suite's fixture models its broker as node 0 (KafkaFixture.instance(0, ...)) and
 # test_create_partitions places new partitions on broker 0 by number: weir is told to be
 # that node (its own default is 1).
-printf 'node_id = 0\n' >"$work/weir.toml"
+# Its group tests use 3 s sessions (test_group), below Kafka's default
+# group.min.session.timeout.ms of 6 s, and expect the quick first rebalance of a test
+# broker: both lowered here, as a test broker's properties would.
+printf 'node_id = 0\n[groups]\nmin_session_timeout_ms = 1000\ninitial_rebalance_delay_ms = 0\n' >"$work/weir.toml"
 # Every listener on a port the OS picks, so runs (and other tests) never collide.
 WEIR_LOG=info "$weir_bin" serve --config "$work/weir.toml" --data-dir "$work/data" \
     --kafka-addr 127.0.0.1:0 --rocketmq-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 \

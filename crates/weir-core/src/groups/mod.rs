@@ -19,6 +19,15 @@
 
 use bytes::Bytes;
 
+pub mod assignor;
+pub mod classic;
+pub mod consumer;
+pub mod coordinator;
+pub mod offsets;
+pub mod records;
+
+pub use classic::Reply;
+
 /// Names a parked request (a JoinGroup or SyncGroup waiting for the rebalance): the state
 /// machine answers it later through a [`Reply`] carrying the same ticket.
 pub type Ticket = u64;

@@ -11,6 +11,7 @@ use weir_core::TopicId;
 use super::Context;
 use super::metadata::topic_name;
 use crate::errors::{self, INVALID_REQUEST, NONE, UNKNOWN_TOPIC_ID};
+use weir_core::group_log::is_internal_topic;
 
 pub fn handle(
     context: &Context,
@@ -32,9 +33,22 @@ pub fn handle(
 
 fn delete_by_name(context: &Context, name: &str) -> DeletableTopicResult {
     let result = DeletableTopicResult::default().with_name(Some(topic_name(name)));
+    if is_internal_topic(name) {
+        // The coordinator's state lives there: deleting it would forget every group.
+        return result
+            .with_error_code(INVALID_REQUEST)
+            .with_error_message(Some(StrBytes::from_static_str(
+                "internal topics cannot be deleted",
+            )));
+    }
     match context.broker.delete_topic(name) {
         Ok(info) => {
             tracing::info!(topic = name, "deleted topic");
+            // Its committed offsets go too (tombstones; durable with the next flush).
+            let _ = context
+                .groups
+                .coordinator()
+                .topic_deleted(name, crate::groups::now_ms());
             result
                 .with_topic_id(Uuid::from_bytes(info.id.0))
                 .with_error_code(NONE)

@@ -24,6 +24,7 @@ use crate::errors::{
     self, INVALID_REQUEST, INVALID_TOPIC_EXCEPTION, LEADER_NOT_AVAILABLE, NONE, UNKNOWN_TOPIC_ID,
     UNKNOWN_TOPIC_OR_PARTITION,
 };
+use weir_core::group_log::is_internal_topic;
 
 /// Kafka's "authorized operations not requested / not known" value.
 pub(crate) const AUTHORIZED_OPERATIONS_UNKNOWN: i32 = i32::MIN;
@@ -176,7 +177,7 @@ pub(crate) fn describe(topic: &TopicInfo, node_id: i32) -> MetadataResponseTopic
         .with_error_code(NONE)
         .with_name(Some(topic_name(&topic.name)))
         .with_topic_id(Uuid::from_bytes(topic.id.0))
-        .with_is_internal(false)
+        .with_is_internal(is_internal_topic(&topic.name))
         .with_partitions(partitions)
         .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_UNKNOWN)
 }
@@ -193,8 +194,12 @@ pub(crate) mod testing {
 
     use kafka_protocol::messages::{ApiKey, RequestHeader};
     use kafka_protocol::protocol::Encodable;
+    use weir_core::groups::GroupConfig;
+    use weir_core::groups::coordinator::Coordinator;
     use weir_core::{Broker, BrokerConfig};
     use weir_storage::store::StoreConfig;
+
+    use crate::groups::Groups;
 
     use crate::api::{Context, SUPPORTED};
     use crate::server::KafkaConfig;
@@ -206,11 +211,16 @@ pub(crate) mod testing {
     }
 
     pub(crate) fn context_with(dir: &std::path::Path, config: BrokerConfig) -> Context {
-        let broker = Broker::open(dir, StoreConfig::default(), config, 0)
-            .expect("open broker")
-            .0;
+        let broker = Arc::new(
+            Broker::open(dir, StoreConfig::default(), config, 0)
+                .expect("open broker")
+                .0,
+        );
+        let coordinator =
+            Coordinator::open(broker.clone(), GroupConfig::default(), 0).expect("open coordinator");
         Context {
-            broker: Arc::new(broker),
+            groups: Groups::new(coordinator, broker.clone()),
+            broker,
             config: KafkaConfig {
                 advertised_host: "localhost".to_string(),
                 advertised_port: 9092,

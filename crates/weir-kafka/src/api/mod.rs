@@ -7,28 +7,45 @@ use std::sync::Arc;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
 use weir_core::Broker;
 
+use crate::groups::Groups;
+
 use crate::server::KafkaConfig;
 
 pub mod alter_configs;
 pub mod api_versions;
+pub mod consumer_group_describe;
+pub mod consumer_group_heartbeat;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod heartbeat;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
 
 /// What every handler sees.
 pub struct Context {
     pub broker: Arc<Broker>,
     pub config: KafkaConfig,
+    /// The group coordinator and its parked requests.
+    pub groups: Arc<Groups>,
 }
 
 /// What the connection does after a request.
@@ -58,6 +75,19 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::DescribeGroups, 0, 6),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 pub fn is_supported(key: ApiKey, version: i16) -> bool {
@@ -67,7 +97,13 @@ pub fn is_supported(key: ApiKey, version: i16) -> bool {
 }
 
 /// Routes a decoded request to its handler.
-pub async fn dispatch(context: &Context, header: &RequestHeader, request: RequestKind) -> Outcome {
+/// `client_host` is the peer's address as Kafka shows it ("/127.0.0.1"), for group members.
+pub async fn dispatch(
+    context: &Context,
+    header: &RequestHeader,
+    request: RequestKind,
+    client_host: &str,
+) -> Outcome {
     use RequestKind as Rq;
     use ResponseKind as Rs;
     let response = match request {
@@ -81,6 +117,27 @@ pub async fn dispatch(context: &Context, header: &RequestHeader, request: Reques
             Rs::DescribeLogDirs(describe_log_dirs::handle(context, header, r))
         }
         Rq::DescribeCluster(r) => Rs::DescribeCluster(describe_cluster::handle(context, header, r)),
+        Rq::FindCoordinator(r) => Rs::FindCoordinator(find_coordinator::handle(context, header, r)),
+        // Group calls append to `__consumer_offsets` (buffered writes under the
+        // coordinator's lock) and wait for durability without blocking the thread.
+        Rq::JoinGroup(r) => {
+            Rs::JoinGroup(join_group::handle(context, header, r, client_host).await)
+        }
+        Rq::SyncGroup(r) => Rs::SyncGroup(sync_group::handle(context, header, r).await),
+        Rq::Heartbeat(r) => Rs::Heartbeat(heartbeat::handle(context, header, r)),
+        Rq::LeaveGroup(r) => Rs::LeaveGroup(leave_group::handle(context, header, r).await),
+        Rq::OffsetCommit(r) => Rs::OffsetCommit(offset_commit::handle(context, header, r).await),
+        Rq::OffsetFetch(r) => Rs::OffsetFetch(offset_fetch::handle(context, header, r)),
+        Rq::OffsetDelete(r) => Rs::OffsetDelete(offset_delete::handle(context, header, r).await),
+        Rq::DeleteGroups(r) => Rs::DeleteGroups(delete_groups::handle(context, header, r).await),
+        Rq::DescribeGroups(r) => Rs::DescribeGroups(describe_groups::handle(context, header, r)),
+        Rq::ListGroups(r) => Rs::ListGroups(list_groups::handle(context, header, r)),
+        Rq::ConsumerGroupHeartbeat(r) => Rs::ConsumerGroupHeartbeat(
+            consumer_group_heartbeat::handle(context, header, r, client_host).await,
+        ),
+        Rq::ConsumerGroupDescribe(r) => {
+            Rs::ConsumerGroupDescribe(consumer_group_describe::handle(context, header, r))
+        }
         // May fsync the producer id reservation (once per block of ids).
         Rq::InitProducerId(r) => {
             Rs::InitProducerId(blocking(|| init_producer_id::handle(context, header, r)))

@@ -31,6 +31,7 @@ use weir_storage::wal::WalError;
 
 use super::{Context, Outcome};
 use crate::errors;
+use weir_core::group_log::is_internal_topic;
 
 /// First version with `log_start_offset` in the response.
 const LOG_START_OFFSET_VERSION: i16 = 5;
@@ -157,6 +158,13 @@ fn produce_partition(
     let records = records.unwrap_or_default();
     check_one_batch(&records)?;
     let broker = &context.broker;
+    if is_internal_topic(topic) {
+        // Kafka: only the coordinator writes its internal topics.
+        return Err(Refusal::new(
+            errors::INVALID_TOPIC_EXCEPTION,
+            format!("cannot append to internal topic {topic}"),
+        ));
+    }
     let id = TopicPartition::new(topic, partition);
     match broker.append(&id, &records, now_ms) {
         Err(CoreError::UnknownPartition(_)) if broker.topic(topic).is_none() => {
@@ -252,7 +260,6 @@ pub(crate) fn now_ms() -> i64 {
 /// broker in a temporary directory and requests built the way clients build them.
 #[cfg(test)]
 pub(crate) mod testing {
-    use std::sync::Arc;
 
     use bytes::Bytes;
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -260,12 +267,10 @@ pub(crate) mod testing {
         ProduceRequest, ProduceResponse, RequestHeader, ResponseKind, TopicName,
     };
     use kafka_protocol::protocol::StrBytes;
-    use weir_core::{Broker, BrokerConfig, TopicId};
+    use weir_core::{BrokerConfig, TopicId};
     use weir_storage::batch::BatchBuilder;
-    use weir_storage::store::StoreConfig;
 
     use crate::api::{Context, Outcome};
-    use crate::server::KafkaConfig;
 
     pub struct Harness {
         pub context: Context,
@@ -274,17 +279,7 @@ pub(crate) mod testing {
 
     pub fn harness_with(config: BrokerConfig) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (broker, _) =
-            Broker::open(dir.path(), StoreConfig::default(), config, 0).expect("open broker");
-        let context = Context {
-            broker: Arc::new(broker),
-            config: KafkaConfig {
-                advertised_host: "127.0.0.1".into(),
-                advertised_port: 9092,
-                node_id: 0,
-                cluster_id: "test".into(),
-            },
-        };
+        let context = crate::api::metadata::testing::context_with(dir.path(), config);
         Harness { context, _dir: dir }
     }
 

@@ -17,6 +17,10 @@ fn topic(text: &'static str) -> TopicName {
     TopicName(s(text))
 }
 
+fn group(text: &'static str) -> GroupId {
+    GroupId(s(text))
+}
+
 fn id() -> uuid::Uuid {
     uuid::Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef)
 }
@@ -313,6 +317,257 @@ fn request(key: ApiKey, v: i16) -> RequestKind {
             }
             RequestKind::InitProducerId(request)
         }
+        ApiKey::FindCoordinator => {
+            let mut request = FindCoordinatorRequest::default();
+            if v <= 3 {
+                request = request.with_key(s("orders-consumers"));
+            }
+            if v >= 1 {
+                request = request.with_key_type(0);
+            }
+            if v >= 4 {
+                request = request.with_coordinator_keys(vec![s("group-a"), s("group-b")]);
+            }
+            RequestKind::FindCoordinator(request.with_unknown_tagged_fields(unknown_tags(v, 3)))
+        }
+        ApiKey::OffsetCommit => {
+            let partition = |p: i32, metadata: Option<StrBytes>| {
+                offset_commit_request::OffsetCommitRequestPartition::default()
+                    .with_partition_index(p)
+                    .with_committed_offset(1000 + i64::from(p))
+                    .with_committed_leader_epoch(if v >= 6 { 4 } else { -1 })
+                    .with_committed_metadata(metadata)
+                    .with_unknown_tagged_fields(unknown_tags(v, 8))
+            };
+            let mut request = OffsetCommitRequest::default()
+                .with_group_id(group("orders-consumers"))
+                .with_generation_id_or_member_epoch(7)
+                .with_member_id(s("consumer-1-4f2a"))
+                .with_topics(vec![
+                    offset_commit_request::OffsetCommitRequestTopic::default()
+                        .with_name(topic("orders"))
+                        .with_partitions(vec![
+                            partition(0, Some(s("checkpoint"))),
+                            partition(1, None),
+                            partition(2, Some(s(""))),
+                        ])
+                        .with_unknown_tagged_fields(unknown_tags(v, 8)),
+                    offset_commit_request::OffsetCommitRequestTopic::default()
+                        .with_name(topic("payments"))
+                        .with_partitions(vec![partition(0, None)]),
+                ]);
+            if v >= 7 {
+                request = request.with_group_instance_id(Some(s("instance-1")));
+            }
+            if v <= 4 {
+                request = request.with_retention_time_ms(86_400_000);
+            }
+            RequestKind::OffsetCommit(request.with_unknown_tagged_fields(unknown_tags(v, 8)))
+        }
+        ApiKey::OffsetFetch => {
+            let mut request = OffsetFetchRequest::default();
+            if v <= 7 {
+                request = request
+                    .with_group_id(group("orders-consumers"))
+                    .with_topics(Some(vec![
+                        offset_fetch_request::OffsetFetchRequestTopic::default()
+                            .with_name(topic("orders"))
+                            .with_partition_indexes(vec![0, 1, 2])
+                            .with_unknown_tagged_fields(unknown_tags(v, 6)),
+                        offset_fetch_request::OffsetFetchRequestTopic::default()
+                            .with_name(topic("payments"))
+                            .with_partition_indexes(vec![3]),
+                    ]));
+            } else {
+                let mut with_topics = offset_fetch_request::OffsetFetchRequestGroup::default()
+                    .with_group_id(group("orders-consumers"))
+                    .with_topics(Some(vec![
+                        offset_fetch_request::OffsetFetchRequestTopics::default()
+                            .with_name(topic("orders"))
+                            .with_partition_indexes(vec![0, 1])
+                            .with_unknown_tagged_fields(unknown_tags(v, 6)),
+                        offset_fetch_request::OffsetFetchRequestTopics::default()
+                            .with_name(topic("payments"))
+                            .with_partition_indexes(vec![]),
+                    ]))
+                    .with_unknown_tagged_fields(unknown_tags(v, 6));
+                if v >= 9 {
+                    with_topics = with_topics
+                        .with_member_id(Some(s("member-9")))
+                        .with_member_epoch(5);
+                }
+                // Null topics: every committed offset of the group.
+                let all_topics = offset_fetch_request::OffsetFetchRequestGroup::default()
+                    .with_group_id(group("audit"))
+                    .with_topics(None);
+                request = request.with_groups(vec![with_topics, all_topics]);
+            }
+            if v >= 7 {
+                request = request.with_require_stable(true);
+            }
+            RequestKind::OffsetFetch(request.with_unknown_tagged_fields(unknown_tags(v, 6)))
+        }
+        ApiKey::JoinGroup => {
+            let protocol = |name: &'static str, metadata: &'static [u8]| {
+                join_group_request::JoinGroupRequestProtocol::default()
+                    .with_name(s(name))
+                    .with_metadata(Bytes::from_static(metadata))
+                    .with_unknown_tagged_fields(unknown_tags(v, 6))
+            };
+            let mut request = JoinGroupRequest::default()
+                .with_group_id(group("orders-consumers"))
+                .with_session_timeout_ms(45_000)
+                .with_member_id(s("consumer-1-4f2a"))
+                .with_protocol_type(s("consumer"))
+                .with_protocols(vec![
+                    protocol(
+                        "range",
+                        &[0, 3, 0, 0, 0, 1, 0, 6, b'o', b'r', b'd', b'e', b'r', b's'],
+                    ),
+                    protocol("cooperative-sticky", &[0, 3, 0, 0, 0, 0]),
+                ]);
+            if v >= 1 {
+                request = request.with_rebalance_timeout_ms(300_000);
+            }
+            if v >= 5 {
+                request = request.with_group_instance_id(Some(s("instance-1")));
+            }
+            if v >= 8 {
+                request = request.with_reason(Some(s("rebalance after metadata change")));
+            }
+            RequestKind::JoinGroup(request.with_unknown_tagged_fields(unknown_tags(v, 6)))
+        }
+        ApiKey::Heartbeat => {
+            let mut request = HeartbeatRequest::default()
+                .with_group_id(group("orders-consumers"))
+                .with_generation_id(7)
+                .with_member_id(s("consumer-1-4f2a"));
+            if v >= 3 {
+                request = request.with_group_instance_id(Some(s("instance-1")));
+            }
+            RequestKind::Heartbeat(request.with_unknown_tagged_fields(unknown_tags(v, 4)))
+        }
+        ApiKey::LeaveGroup => {
+            let mut request = LeaveGroupRequest::default().with_group_id(group("orders-consumers"));
+            if v <= 2 {
+                request = request.with_member_id(s("consumer-1-4f2a"));
+            } else {
+                let member = |id: &'static str, instance: Option<StrBytes>| {
+                    leave_group_request::MemberIdentity::default()
+                        .with_member_id(s(id))
+                        .with_group_instance_id(instance)
+                        .with_unknown_tagged_fields(unknown_tags(v, 4))
+                };
+                let mut members = vec![
+                    member("consumer-1-4f2a", None),
+                    member("", Some(s("instance-2"))),
+                ];
+                if v >= 5 {
+                    members[0].reason = Some(s("shutting down"));
+                }
+                request = request.with_members(members);
+            }
+            RequestKind::LeaveGroup(request.with_unknown_tagged_fields(unknown_tags(v, 4)))
+        }
+        ApiKey::SyncGroup => {
+            let assignment = |member: &'static str, bytes: &'static [u8]| {
+                sync_group_request::SyncGroupRequestAssignment::default()
+                    .with_member_id(s(member))
+                    .with_assignment(Bytes::from_static(bytes))
+                    .with_unknown_tagged_fields(unknown_tags(v, 4))
+            };
+            let mut request = SyncGroupRequest::default()
+                .with_group_id(group("orders-consumers"))
+                .with_generation_id(7)
+                .with_member_id(s("consumer-1-4f2a"))
+                .with_assignments(vec![
+                    assignment(
+                        "consumer-1-4f2a",
+                        &[0, 3, 0, 0, 0, 1, 0, 1, b'o', 0, 0, 0, 1],
+                    ),
+                    assignment("consumer-2-9c1b", &[]),
+                ]);
+            if v >= 3 {
+                request = request.with_group_instance_id(Some(s("instance-1")));
+            }
+            if v >= 5 {
+                request = request
+                    .with_protocol_type(Some(s("consumer")))
+                    .with_protocol_name(Some(s("range")));
+            }
+            RequestKind::SyncGroup(request.with_unknown_tagged_fields(unknown_tags(v, 4)))
+        }
+        ApiKey::DescribeGroups => {
+            let mut request = DescribeGroupsRequest::default()
+                .with_groups(vec![group("orders-consumers"), group("audit")]);
+            if v >= 3 {
+                request = request.with_include_authorized_operations(true);
+            }
+            RequestKind::DescribeGroups(request.with_unknown_tagged_fields(unknown_tags(v, 5)))
+        }
+        ApiKey::ListGroups => {
+            let mut request = ListGroupsRequest::default();
+            if v >= 4 {
+                request = request.with_states_filter(vec![s("Stable"), s("Empty")]);
+            }
+            if v >= 5 {
+                request = request.with_types_filter(vec![s("classic"), s("consumer")]);
+            }
+            RequestKind::ListGroups(request.with_unknown_tagged_fields(unknown_tags(v, 3)))
+        }
+        ApiKey::DeleteGroups => RequestKind::DeleteGroups(
+            DeleteGroupsRequest::default()
+                .with_groups_names(vec![group("orders-consumers"), group("audit")])
+                .with_unknown_tagged_fields(unknown_tags(v, 2)),
+        ),
+        ApiKey::OffsetDelete => RequestKind::OffsetDelete(
+            OffsetDeleteRequest::default()
+                .with_group_id(group("orders-consumers"))
+                .with_topics(vec![
+                    offset_delete_request::OffsetDeleteRequestTopic::default()
+                        .with_name(topic("orders"))
+                        .with_partitions(vec![
+                            offset_delete_request::OffsetDeleteRequestPartition::default()
+                                .with_partition_index(0),
+                            offset_delete_request::OffsetDeleteRequestPartition::default()
+                                .with_partition_index(3),
+                        ]),
+                    offset_delete_request::OffsetDeleteRequestTopic::default()
+                        .with_name(topic("payments")),
+                ]),
+        ),
+        ApiKey::ConsumerGroupHeartbeat => {
+            let mut request = ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(group("orders-consumers"))
+                .with_member_id(s("4f2a9c1b-member"))
+                .with_member_epoch(3)
+                .with_instance_id(None)
+                .with_rack_id(Some(s("rack-a")))
+                .with_rebalance_timeout_ms(300_000)
+                .with_subscribed_topic_names(Some(vec![topic("orders"), topic("payments")]))
+                .with_server_assignor(Some(s("uniform")))
+                .with_topic_partitions(Some(vec![
+                    consumer_group_heartbeat_request::TopicPartitions::default()
+                        .with_topic_id(id())
+                        .with_partitions(vec![0, 2, 4])
+                        .with_unknown_tagged_fields(unknown_tags(v, 0)),
+                    consumer_group_heartbeat_request::TopicPartitions::default()
+                        .with_topic_id(uuid::Uuid::nil())
+                        .with_partitions(vec![]),
+                ]));
+            if v >= 1 {
+                request = request.with_subscribed_topic_regex(Some(s("^orders-.*")));
+            }
+            RequestKind::ConsumerGroupHeartbeat(
+                request.with_unknown_tagged_fields(unknown_tags(v, 0)),
+            )
+        }
+        ApiKey::ConsumerGroupDescribe => RequestKind::ConsumerGroupDescribe(
+            ConsumerGroupDescribeRequest::default()
+                .with_group_ids(vec![group("orders-consumers"), group("audit")])
+                .with_include_authorized_operations(true)
+                .with_unknown_tagged_fields(unknown_tags(v, 0)),
+        ),
         other => panic!("no test request for {other:?}"),
     }
 }
@@ -334,6 +589,19 @@ fn default_request(key: ApiKey) -> RequestKind {
         ApiKey::IncrementalAlterConfigs => RequestKind::IncrementalAlterConfigs(Default::default()),
         ApiKey::DescribeCluster => RequestKind::DescribeCluster(Default::default()),
         ApiKey::InitProducerId => RequestKind::InitProducerId(Default::default()),
+        ApiKey::FindCoordinator => RequestKind::FindCoordinator(Default::default()),
+        ApiKey::OffsetCommit => RequestKind::OffsetCommit(Default::default()),
+        ApiKey::OffsetFetch => RequestKind::OffsetFetch(Default::default()),
+        ApiKey::JoinGroup => RequestKind::JoinGroup(Default::default()),
+        ApiKey::Heartbeat => RequestKind::Heartbeat(Default::default()),
+        ApiKey::LeaveGroup => RequestKind::LeaveGroup(Default::default()),
+        ApiKey::SyncGroup => RequestKind::SyncGroup(Default::default()),
+        ApiKey::DescribeGroups => RequestKind::DescribeGroups(Default::default()),
+        ApiKey::ListGroups => RequestKind::ListGroups(Default::default()),
+        ApiKey::DeleteGroups => RequestKind::DeleteGroups(Default::default()),
+        ApiKey::OffsetDelete => RequestKind::OffsetDelete(Default::default()),
+        ApiKey::ConsumerGroupHeartbeat => RequestKind::ConsumerGroupHeartbeat(Default::default()),
+        ApiKey::ConsumerGroupDescribe => RequestKind::ConsumerGroupDescribe(Default::default()),
         other => panic!("no default request for {other:?}"),
     }
 }
@@ -430,12 +698,22 @@ fn unsupported_versions_and_keys_fail_closed() {
             Err(GuardError::NoShape { key: 0, version })
         );
     }
-    // JoinGroup: a real API weir has no shape for.
-    probe[0..2].copy_from_slice(&11i16.to_be_bytes());
-    probe[2..4].copy_from_slice(&5i16.to_be_bytes());
+    // Vote: a real API (KRaft's own) weir has no shape for.
+    probe[0..2].copy_from_slice(&52i16.to_be_bytes());
+    probe[2..4].copy_from_slice(&0i16.to_be_bytes());
     assert!(matches!(
         check_request(&probe),
-        Err(GuardError::NoShape { key: 11, .. })
+        Err(GuardError::NoShape { key: 52, .. })
+    ));
+    // A group API beyond the versions weir supports.
+    probe[0..2].copy_from_slice(&11i16.to_be_bytes());
+    probe[2..4].copy_from_slice(&10i16.to_be_bytes());
+    assert!(matches!(
+        check_request(&probe),
+        Err(GuardError::NoShape {
+            key: 11,
+            version: 10
+        })
     ));
     probe[0..2].copy_from_slice(&i16::MAX.to_be_bytes());
     assert!(matches!(
@@ -475,6 +753,16 @@ fn array_counts_beyond_the_frame_are_refused() {
         huge_array_frame(ApiKey::DeleteTopics, 3, &[], &max),
         huge_array_frame(ApiKey::DescribeConfigs, 4, &[], &compact),
         huge_array_frame(ApiKey::Fetch, 11, &[0; 4 * 3 + 1 + 4 * 3], &max),
+        huge_array_frame(ApiKey::DescribeGroups, 0, &[], &max),
+        huge_array_frame(ApiKey::DeleteGroups, 2, &[], &compact),
+        huge_array_frame(ApiKey::ConsumerGroupDescribe, 1, &[], &compact),
+        huge_array_frame(ApiKey::ListGroups, 4, &[], &compact),
+        // OffsetCommit v2: empty group id, generation, empty member id, retention.
+        huge_array_frame(ApiKey::OffsetCommit, 2, &[0; 2 + 4 + 2 + 8], &max),
+        // JoinGroup v0: empty group id, session timeout, empty member id and protocol type.
+        huge_array_frame(ApiKey::JoinGroup, 0, &[0; 2 + 4 + 2 + 2], &max),
+        // OffsetFetch v8: the groups array is the first field.
+        huge_array_frame(ApiKey::OffsetFetch, 8, &[], &compact),
     ];
     for frame in cases {
         match check_request(&frame) {
