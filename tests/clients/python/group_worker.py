@@ -8,6 +8,9 @@ cleanly (SIGTERM: it finishes the batch, commits, then close()) processes each r
 once. Group events go to stdout as JSON lines (`assign`, `revoke`, `lost`, `error`,
 `commit_failed`, `closed`) with a monotonic timestamp.
 
+A commit that fails is retried after the next consume() and, for partitions being
+revoked, in on_revoke; `revoke` / `lost` events list what could not be committed.
+
 The output file has two kinds of line, both flushed with their batch:
     R <partition> <offset> <key> <value>    a record processed
     C <partition> <offset>                  a commit the broker acknowledged (next offset)
@@ -64,18 +67,56 @@ def _worker_main(argv):
     }
     conf.update(json.loads(args.conf))
     c = Consumer(conf)
+    out = open(args.out, "a", buffering=1 << 20)
+    # Next offsets processed but not yet acknowledged by a commit. A commit can fail
+    # legitimately (REBALANCE_IN_PROGRESS while the group completes a rebalance): it is
+    # retried after the next consume() and, for partitions being revoked, in on_revoke,
+    # which is what a careful at-least-once application does.
+    pending = {}
+
+    def commit_pending(partitions=None):
+        todo = {p: o for p, o in pending.items() if partitions is None or p in partitions}
+        if not todo:
+            return
+        offsets = [TopicPartition(args.topic, p, o) for p, o in sorted(todo.items())]
+        try:
+            done = c.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as e:
+            emit("commit_failed", partitions=sorted(todo), text=str(e.args[0]))
+            return
+        acked = [tp for tp in done if tp.error is None]
+        failed = [(tp.partition, str(tp.error)) for tp in done if tp.error is not None]
+        for tp in acked:
+            if pending.get(tp.partition) == tp.offset:
+                del pending[tp.partition]
+        out.write("".join(f"C {tp.partition} {tp.offset}\n" for tp in acked))
+        out.flush()
+        if failed:
+            emit("commit_failed", partitions=failed)
+
+    def on_revoke(_c, ps):
+        revoked = set(tps(ps))
+        commit_pending(revoked)
+        dropped = {p: pending.pop(p) for p in list(pending) if p in revoked}
+        emit("revoke", partitions=sorted(revoked), uncommitted=dropped)
+
+    def on_lost(_c, ps):
+        lost = set(tps(ps))
+        dropped = {p: pending.pop(p) for p in list(pending) if p in lost}
+        emit("lost", partitions=sorted(lost), uncommitted=dropped)
+
     c.subscribe(
         [args.topic],
         on_assign=lambda _c, ps: emit("assign", partitions=tps(ps)),
-        on_revoke=lambda _c, ps: emit("revoke", partitions=tps(ps)),
-        on_lost=lambda _c, ps: emit("lost", partitions=tps(ps)),
+        on_revoke=on_revoke,
+        on_lost=on_lost,
     )
     emit("subscribed")
-    out = open(args.out, "a", buffering=1 << 20)
     started = time.monotonic()
     processed = 0
     while not stopping.is_set():
         msgs = c.consume(args.batch, 0.2)
+        commit_pending()  # what an earlier commit left (the partitions are still ours)
         if not msgs:
             continue
         lines = []
@@ -95,25 +136,16 @@ def _worker_main(argv):
         out.write("".join(lines))
         out.flush()
         processed += len(lines)
-        if next_offsets:
-            commit = [TopicPartition(args.topic, p, o) for p, o in sorted(next_offsets.items())]
-            try:
-                done = c.commit(offsets=commit, asynchronous=False)
-                acked = [tp for tp in done if tp.error is None]
-                failed = [(tp.partition, str(tp.error)) for tp in done if tp.error is not None]
-                out.write("".join(f"C {tp.partition} {tp.offset}\n" for tp in acked))
-                out.flush()
-                if failed:
-                    emit("commit_failed", partitions=failed)
-            except KafkaException as e:
-                emit("commit_failed", text=str(e.args[0]))
+        pending.update(next_offsets)
+        commit_pending()
         if args.rate > 0:
             ahead = processed / args.rate - (time.monotonic() - started)
             if ahead > 0:
                 stopping.wait(ahead)
-    c.close()
+    commit_pending()
+    c.close()  # revokes (on_revoke commits what is left) and leaves the group
     out.close()
-    emit("closed")
+    emit("closed", uncommitted=pending)
 
 
 class Worker:
@@ -146,6 +178,7 @@ class Worker:
             cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         self.stderr = []
+        self._terminated = False
         threading.Thread(target=self._pump, daemon=True).start()
         threading.Thread(target=self._pump_err, daemon=True).start()
 
@@ -215,10 +248,16 @@ class Worker:
     def alive(self):
         return self.proc.poll() is None
 
+    def terminate(self):
+        """Sends SIGTERM once (a second one could land while Python exits, after the
+        handler is gone, and kill it)."""
+        if not self._terminated and self.alive():
+            self._terminated = True
+            self.proc.send_signal(signal.SIGTERM)
+
     def stop(self):
         """SIGTERM: the worker finishes its batch, commits, close()s (LeaveGroup), exits."""
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
+        self.terminate()
         try:
             code = self.proc.wait(timeout=STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:

@@ -145,15 +145,21 @@ def check_streams(workers, delivered):
     return seen
 
 
-def no_commit_failures(workers):
-    failed = [(w.name, e) for w in workers for e in w.events if e["ev"] == "commit_failed"]
-    assert not failed, f"commits failed: {failed[:5]}"
+def no_dropped_commits(workers):
+    """Every member committed what it processed before its partitions went elsewhere: a
+    commit may fail while the group completes a rebalance (REBALANCE_IN_PROGRESS, as in
+    Kafka), but the retry after the next consume() or in on_revoke must succeed."""
+    dropped = [(w.name, e) for w in workers for e in w.events
+               if e["ev"] in ("revoke", "lost", "closed") and e.get("uncommitted")]
+    failed = [(w.name, e.get("partitions"), e.get("text")) for w in workers for e in w.events
+              if e["ev"] == "commit_failed"]
+    assert not dropped, f"processed offsets could not be committed before the partitions moved: {dropped[:5]}; failed commits: {failed[:5]}"
+    print(f"failed (then retried) commits: {len(failed)}, e.g. {failed[:3]}")
 
 
 def stop_all(workers):
     for w in workers:
-        if w.alive():
-            w.proc.send_signal(15)
+        w.terminate()
     for w in workers:
         w.stop()
 
@@ -201,12 +207,12 @@ def scenario_clean_leave(weir, tmp_path, topic, group, conf, takeover_timeout_s)
     seen = check_streams(workers, delivered)
     missing = delivered.keys() - seen.keys()
     assert not missing, f"{len(missing)} records never processed, e.g. {sorted(missing)[:5]}"
+    no_dropped_commits(workers)
     twice = {k: n for k, n in seen.items() if n > 1}
     assert not twice, (
         f"{len(twice)} records processed more than once although every member left cleanly "
         f"after committing, e.g. {sorted(twice)[:5]}"
     )
-    no_commit_failures(workers)
     assert workers[2].processed() > 0, "the leaving member processed nothing before it left"
     return takeover_s
 
@@ -322,6 +328,11 @@ def scenario_broker_restart(weir, tmp_path, topic, group, conf, check_member_ids
         lost = {p: (o, committed.get(p)) for p, o in acked.items() if committed.get(p, -1) < o}
         assert not lost, f"acknowledged commits lost by the broker's restart (acked, after restart): {lost}"
         wait_drained(workers, delivered)
+        # Rebalance callbacks between the restart and the end of the stream (close() revokes
+        # too, so this is taken before the members stop).
+        rebalances = {w.name: [(e["ev"], e["partitions"]) for e in w.events[events_at_kill[w.name]:]
+                               if e["ev"] in ("assign", "revoke", "lost")]
+                      for w in workers}
         after = describe_group(weir.bootstrap, group)
         members_after = sorted(m.member_id for m in after.members)
         stop_all(workers)
@@ -338,8 +349,8 @@ def scenario_broker_restart(weir, tmp_path, topic, group, conf, check_member_ids
             if o < acked.get(p, 0):
                 replayed.append((w.name, p, o))
     assert not replayed, f"{len(replayed)} records before the acknowledged commit processed again: {replayed[:5]}"
-    rebalances = {w.name: sum(1 for e in w.events[events_at_kill[w.name]:] if e["ev"] in ("revoke", "lost"))
-                  for w in workers}
+    churn = {name: evs for name, evs in rebalances.items() if any(ev != "assign" for ev, _ in evs)}
+    assert not churn, f"the broker's restart made members give up partitions (a rebalance): {churn}"
     if check_member_ids:
         assert members_after == members_before, (
             f"group membership did not survive the broker restart: members {members_before} before, "
@@ -355,14 +366,16 @@ def scenario_broker_restart(weir, tmp_path, topic, group, conf, check_member_ids
 def test_clean_leave_processes_each_message_once(make_weir, tmp_path, topic_name):
     weir = make_weir(*BROKER_FLAGS)
     # Cooperative rebalancing: the broker only passes the client's protocol through.
-    scenario_clean_leave(weir, tmp_path, topic_name(), "g-clean", COOPERATIVE,
+    took = scenario_clean_leave(weir, tmp_path, topic_name(), "g-clean", COOPERATIVE,
                          SESSION_TIMEOUT_MS / 1000 + TAKEOVER_SLACK_S)
+    print(f"the leaving member's partitions moved in {took:.2f}s")
 
 
 @pytest.mark.timeout(180)
 def test_killed_member_partitions_move_within_session_timeout(make_weir, tmp_path, topic_name):
     weir = make_weir(*BROKER_FLAGS)
-    scenario_kill_member(weir, tmp_path, topic_name(), "g-kill", CLASSIC, SESSION_TIMEOUT_MS / 1000 + TAKEOVER_SLACK_S)
+    took, dups = scenario_kill_member(weir, tmp_path, topic_name(), "g-kill", CLASSIC, SESSION_TIMEOUT_MS / 1000 + TAKEOVER_SLACK_S)
+    print(f"the killed member's partitions moved in {took:.2f}s; {dups} records processed twice")
 
 
 @pytest.mark.timeout(180)
@@ -374,7 +387,8 @@ def test_group_restart_resumes_from_committed_offsets(make_weir, tmp_path, topic
 @pytest.mark.timeout(180)
 def test_broker_restart_keeps_offsets_and_members(make_weir, tmp_path, topic_name):
     weir = make_weir(*BROKER_FLAGS)
-    scenario_broker_restart(weir, tmp_path, topic_name(), "g-broker", CLASSIC)
+    rebalances = scenario_broker_restart(weir, tmp_path, topic_name(), "g-broker", CLASSIC)
+    print(f"revocations after the broker restart: {rebalances}")
 
 
 @pytest.mark.timeout(120)
