@@ -20,7 +20,6 @@ Imported by the tests, `Worker` starts, watches, stops and kills such a process.
 
 import argparse
 import json
-import os
 import queue
 import signal
 import subprocess
