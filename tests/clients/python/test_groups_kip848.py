@@ -9,6 +9,8 @@ the broker's `group.consumer.*` settings apply. The broker runs with a 3 s consu
 session timeout and a 500 ms heartbeat interval so that failover stays quick.
 """
 
+import time
+
 import pytest
 
 from test_groups_confluent import (
@@ -62,3 +64,43 @@ def test_kip848_broker_restart_keeps_offsets_and_members(make_weir, tmp_path, to
     rebalances = scenario_broker_restart(weir, tmp_path, topic_name(), "g848-broker", KIP848)
     print(f"revocations after the broker restart: {rebalances}")
 
+
+
+@pytest.mark.timeout(60)
+def test_kip848_regex_subscription_is_resolved_by_the_broker(make_weir, tmp_path, topic_name):
+    """A `^prefix.*` subscription under KIP-848 is sent to the broker as a regular
+    expression (ConsumerGroupHeartbeat SubscribedTopicRegex), which resolves it to topics
+    and assigns their partitions; a topic that does not match is left alone. Two matching
+    topics of 2 partitions, one other, 100 records each; a few seconds."""
+    from confluent_kafka import Consumer, KafkaException
+
+    from test_groups_confluent import create_topic, produce_keyed
+
+    weir = start_weir(make_weir, tmp_path)
+    prefix = topic_name("-rx")
+    matching = [f"{prefix}-a", f"{prefix}-b"]
+    other = topic_name("-other")
+    delivered = {}
+    for t in matching + [other]:
+        create_topic(weir.bootstrap, t, 2)
+        delivered[t] = produce_keyed(weir.bootstrap, t, n=100, keys=10)
+    c = Consumer({"bootstrap.servers": weir.bootstrap, "group.id": "g848-regex", "group.protocol": "consumer",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    got = {}
+    try:
+        c.subscribe([f"^{prefix}-.*"])
+        deadline = time.monotonic() + 30
+        while sum(len(v) for v in got.values()) < 200 and time.monotonic() < deadline:
+            msg = c.poll(0.1)
+            if msg is None:
+                continue
+            if msg.error():
+                raise KafkaException(msg.error())
+            got.setdefault(msg.topic(), set()).add((msg.partition(), msg.offset()))
+        assignment = sorted((tp.topic, tp.partition) for tp in c.assignment())
+    finally:
+        c.close()
+    assert set(got) == set(matching), f"consumed from {sorted(got)}, expected {matching}"
+    for t in matching:
+        assert got[t] == set(delivered[t]), f"{t}: {len(got[t])} of {len(delivered[t])} records"
+    assert assignment == sorted((t, p) for t in matching for p in range(2)), assignment
