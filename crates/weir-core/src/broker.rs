@@ -150,6 +150,21 @@ impl Broker {
         configs: &[(String, String)],
         validate_only: bool,
     ) -> Result<TopicInfo, CoreError> {
+        // The coordinator creates its topic with the layout it needs (`group_log`); one
+        // made by a client first would have the wrong partitions and settings.
+        refuse_internal(name, "it is created by the broker")?;
+        self.create_topic_as_broker(name, id, partitions, configs, validate_only)
+    }
+
+    /// [`Broker::create_topic`] without the refusal of internal names.
+    pub(crate) fn create_topic_as_broker(
+        &self,
+        name: &str,
+        id: TopicId,
+        partitions: i32,
+        configs: &[(String, String)],
+        validate_only: bool,
+    ) -> Result<TopicInfo, CoreError> {
         weir_storage::store::validate_topic_name(name)?;
         check_partition_count(partitions)?;
         let config =
@@ -186,6 +201,10 @@ impl Broker {
     ) -> Result<Option<TopicInfo>, CoreError> {
         if let Some(topic) = self.topic(name) {
             return Ok(Some(topic));
+        }
+        if crate::group_log::is_internal_topic(name) {
+            // Asking for it by name makes it, with the layout the coordinator needs.
+            return self.ensure_group_topic(id).map(Some);
         }
         if !self.config.auto_create_topics {
             return Ok(None);

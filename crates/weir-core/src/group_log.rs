@@ -97,8 +97,13 @@ impl Broker {
         let topic = match self.topic(GROUP_TOPIC) {
             Some(topic) => topic,
             None => {
-                match self.create_topic(GROUP_TOPIC, id, OFFSETS_TOPIC_PARTITIONS, &required, false)
-                {
+                match self.create_topic_as_broker(
+                    GROUP_TOPIC,
+                    id,
+                    OFFSETS_TOPIC_PARTITIONS,
+                    &required,
+                    false,
+                ) {
                     Ok(topic) => return Ok(topic),
                     Err(CoreError::TopicExists(_)) => self
                         .topic(GROUP_TOPIC)
