@@ -2,7 +2,9 @@
 //! over raw TCP (frames encoded with kafka-protocol): 10,000 protocols in one member, a
 //! 10 MiB metadata blob, 2,000 members joining one group at once. Each is answered with an
 //! error code or a closed connection, the broker's memory stays bounded, and another group
-//! on another connection still joins and syncs meanwhile.
+//! on another connection still joins and syncs meanwhile. Also the error codes clients act
+//! on (INVALID_SESSION_TIMEOUT, INCONSISTENT_GROUP_PROTOCOL, UNKNOWN_MEMBER_ID,
+//! ILLEGAL_GENERATION).
 //!
 //! Sizes: the 10 MiB JoinGroup is sent 8 times; the crowd is 250 connections × 8 pipelined
 //! JoinGroups (each connection answers at most 16 at once). About 5-15 s in all.
@@ -510,4 +512,163 @@ fn two_thousand_members_joining_at_once_are_bounded_and_other_groups_still_join(
          answered in {answered_in:?}; healthy group took {took:?}; RSS {before} → {rss_parked} → {rss_end} KiB",
         joined.len()
     );
+}
+
+const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+const ILLEGAL_GENERATION: i16 = 22;
+const UNKNOWN_MEMBER_ID: i16 = 25;
+const INVALID_SESSION_TIMEOUT: i16 = 26;
+
+fn sync(
+    stream: &mut TcpStream,
+    correlation_id: i32,
+    group: &str,
+    generation_id: i32,
+    member_id: &str,
+) -> i16 {
+    let request = RequestKind::SyncGroup(
+        SyncGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
+            .with_generation_id(generation_id)
+            .with_member_id(StrBytes::from_string(member_id.to_owned())),
+    );
+    send(
+        stream,
+        &frame(ApiKey::SyncGroup, SYNC_VERSION, correlation_id, &request),
+    );
+    let mut body = read_response(stream, ApiKey::SyncGroup, SYNC_VERSION, correlation_id)
+        .expect("SyncGroup answered");
+    SyncGroupResponse::decode(&mut body, SYNC_VERSION)
+        .expect("SyncGroup v3")
+        .error_code
+}
+
+fn heartbeat(
+    stream: &mut TcpStream,
+    correlation_id: i32,
+    group: &str,
+    generation_id: i32,
+    member_id: &str,
+) -> i16 {
+    let request = RequestKind::Heartbeat(
+        HeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
+            .with_generation_id(generation_id)
+            .with_member_id(StrBytes::from_string(member_id.to_owned())),
+    );
+    send(
+        stream,
+        &frame(
+            ApiKey::Heartbeat,
+            HEARTBEAT_VERSION,
+            correlation_id,
+            &request,
+        ),
+    );
+    let mut body = read_response(stream, ApiKey::Heartbeat, HEARTBEAT_VERSION, correlation_id)
+        .expect("Heartbeat answered");
+    HeartbeatResponse::decode(&mut body, HEARTBEAT_VERSION)
+        .expect("Heartbeat v3")
+        .error_code
+}
+
+/// The error codes clients act on, over the wire: a session timeout below the broker's
+/// minimum, a join without protocols, a member id the group never gave, and a stale
+/// generation on SyncGroup and Heartbeat (as Kafka answers each).
+#[test]
+fn join_sync_and_heartbeat_answer_the_error_codes_clients_expect() {
+    let mut weir = Weir::start(&["--group-initial-rebalance-delay-ms", "0"]);
+    let mut stream = weir.connect();
+
+    let short = RequestKind::JoinGroup(
+        JoinGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("codes")))
+            .with_session_timeout_ms(1_000) // the default minimum is 6,000
+            .with_rebalance_timeout_ms(REBALANCE_TIMEOUT_MS)
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(range_protocol(subscription())),
+    );
+    let answer = join(&mut stream, 1, &short).expect("answered");
+    assert_eq!(
+        answer.error_code, INVALID_SESSION_TIMEOUT,
+        "JoinGroup with a 1 s session timeout"
+    );
+
+    let answer = join(&mut stream, 2, &join_request("codes", "", vec![])).expect("answered");
+    assert!(
+        matches!(
+            answer.error_code,
+            INCONSISTENT_GROUP_PROTOCOL | MEMBER_ID_REQUIRED
+        ),
+        "JoinGroup without protocols answered {}",
+        answer.error_code
+    );
+    if answer.error_code == MEMBER_ID_REQUIRED {
+        let again = join(
+            &mut stream,
+            3,
+            &join_request("codes", answer.member_id.as_str(), vec![]),
+        )
+        .expect("answered");
+        assert_eq!(
+            again.error_code, INCONSISTENT_GROUP_PROTOCOL,
+            "JoinGroup without protocols"
+        );
+    }
+
+    // A member id the group never gave out.
+    let answer = join(
+        &mut stream,
+        4,
+        &join_request("codes", "made-up-member", range_protocol(subscription())),
+    )
+    .expect("answered");
+    assert_eq!(
+        answer.error_code, UNKNOWN_MEMBER_ID,
+        "JoinGroup with an unknown member id"
+    );
+
+    // A real member at generation g: g + 1 is refused on SyncGroup and Heartbeat.
+    let first = join(
+        &mut stream,
+        5,
+        &join_request("codes", "", range_protocol(subscription())),
+    )
+    .expect("answered");
+    assert_eq!(first.error_code, MEMBER_ID_REQUIRED);
+    let member = first.member_id.to_string();
+    let joined = join(
+        &mut stream,
+        6,
+        &join_request("codes", &member, range_protocol(subscription())),
+    )
+    .expect("answered");
+    assert_eq!(joined.error_code, 0, "the real member joins");
+    let generation = joined.generation_id;
+    assert_eq!(
+        sync(&mut stream, 7, "codes", generation + 1, &member),
+        ILLEGAL_GENERATION,
+        "SyncGroup at g + 1"
+    );
+    assert_eq!(
+        sync(&mut stream, 8, "codes", generation, &member),
+        0,
+        "SyncGroup at g"
+    );
+    assert_eq!(
+        heartbeat(&mut stream, 9, "codes", generation + 1, &member),
+        ILLEGAL_GENERATION,
+        "Heartbeat at g + 1"
+    );
+    assert_eq!(
+        heartbeat(&mut stream, 10, "codes", generation, "made-up-member"),
+        UNKNOWN_MEMBER_ID,
+        "Heartbeat of an unknown member"
+    );
+    assert_eq!(
+        heartbeat(&mut stream, 11, "codes", generation, &member),
+        0,
+        "Heartbeat at g"
+    );
+    weir.assert_running("error-code requests");
 }
