@@ -1,8 +1,8 @@
 """Consumer groups under KIP-848 (`group.protocol=consumer`): librdkafka's new consumer,
 ConsumerGroupHeartbeat, the assignment computed on the broker. The scenarios of
-test_groups_confluent.py (clean leave, kill of a member, restart of the broker), with
-the same sizes: a 12-partition topic, 100,000 keyed records, 3 members at 5,000
-records/s each; about 10-20 s a test.
+test_groups_confluent.py (clean leave, kill of a member, restart of the group, restart
+of the broker), with the same sizes: a 12-partition topic, 100,000 keyed records, 3
+members at 5,000 records/s each; about 10-15 s a test. Plus a regex subscription.
 
 In this mode the client sets neither session.timeout.ms nor partition.assignment.strategy:
 the broker's `group.consumer.*` settings apply. The broker runs with a 3 s consumer
@@ -18,6 +18,7 @@ from test_groups_confluent import (
     describe_group,
     scenario_broker_restart,
     scenario_clean_leave,
+    scenario_group_restart,
     scenario_kill_member,
 )
 
@@ -56,6 +57,12 @@ def test_kip848_killed_member_partitions_move_within_session_timeout(make_weir, 
     weir = start_weir(make_weir, tmp_path)
     took, dups = scenario_kill_member(weir, tmp_path, topic_name(), "g848-kill", KIP848, TAKEOVER_TIMEOUT_S)
     print(f"the killed member's partitions moved in {took:.2f}s; {dups} records processed twice")
+
+
+@pytest.mark.timeout(180)
+def test_kip848_group_restart_resumes_from_committed_offsets(make_weir, tmp_path, topic_name):
+    weir = start_weir(make_weir, tmp_path)
+    scenario_group_restart(weir, tmp_path, topic_name(), "g848-restart", KIP848)
 
 
 @pytest.mark.timeout(180)
