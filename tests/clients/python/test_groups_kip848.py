@@ -33,11 +33,13 @@ KIP848 = {"group.protocol": "consumer"}
 TAKEOVER_TIMEOUT_S = CONSUMER_SESSION_TIMEOUT_MS / 1000 + TAKEOVER_SLACK_S
 
 
-def start_weir(make_weir, tmp_path):
+def start_weir(make_weir, tmp_path, session_timeout_ms=CONSUMER_SESSION_TIMEOUT_MS):
     # The heartbeat interval has no flag: it comes from the config file's [groups] table.
     config = tmp_path / "weir.toml"
     config.write_text(f"[groups]\nconsumer_heartbeat_interval_ms = {CONSUMER_HEARTBEAT_INTERVAL_MS}\n")
-    return make_weir(*BROKER_FLAGS, "--config", str(config))
+    flags = list(BROKER_FLAGS)
+    flags[flags.index("--group-consumer-session-timeout-ms") + 1] = str(session_timeout_ms)
+    return make_weir(*flags, "--config", str(config))
 
 
 @pytest.mark.timeout(180)
