@@ -1,6 +1,7 @@
 """kafka-python consumer groups (classic protocol, its own assignors and coordinator code):
 join, consume, commit, and a second run of the group resumes from the commit; admin
-ListGroups / DescribeGroups / OffsetFetch / OffsetDelete / DeleteGroups.
+ListGroups / DescribeGroups / OffsetFetch (two groups in one request) / OffsetDelete /
+DeleteGroups; commit metadata stored, oversized metadata refused.
 
 Sizes: a 3-partition topic, 300 records then 100 more; one or two members. A few seconds.
 """
@@ -10,12 +11,24 @@ import time
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import GroupSubscribedToTopicError, NoError, NonEmptyGroupError
+from kafka.errors import (
+    GroupSubscribedToTopicError,
+    NoError,
+    NonEmptyGroupError,
+    OffsetMetadataTooLargeError,
+    RebalanceInProgressError,
+)
+from kafka.structs import OffsetAndMetadata
 
 from group_worker import wait_until
 from test_groups_confluent import BROKER_FLAGS
 
 OP_TIMEOUT_S = 15
+# Every poll() may last long enough for a whole join: when a poll's timeout expires while
+# kafka-python 3.0.12 is joining, the next poll can skip the finished join (its
+# need_rejoin() is already False), leaving the member with no assignment and no
+# heartbeats until its session expires. poll() returns as soon as records arrive.
+POLL_MS = 3_000
 PARTITIONS = 3
 
 
@@ -30,8 +43,7 @@ def produce(bootstrap, topic, values):
 
 
 def group_consumer(bootstrap, topic, group, **conf):
-    return KafkaConsumer(
-        topic,
+    consumer = KafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=group,
         auto_offset_reset="earliest",
@@ -40,13 +52,33 @@ def group_consumer(bootstrap, topic, group, **conf):
         heartbeat_interval_ms=500,
         **conf,
     )
+    # The topic's metadata first, so that the first join already assigns its partitions:
+    # without it kafka-python joins with no metadata, assigns nothing, and rejoins, and
+    # that path sometimes leaves kafka-python 3.0.12 spinning in poll() without
+    # heartbeating or fetching (the broker has answered every request by then).
+    assert consumer.partitions_for_topic(topic), f"no metadata for {topic}"
+    consumer.subscribe([topic])
+    return consumer
+
+
+def commit(consumer, offsets=None):
+    """commit(), retried after a poll() while the group completes a rebalance
+    (REBALANCE_IN_PROGRESS, as Kafka answers then; kafka-python's own advice)."""
+    deadline = time.monotonic() + OP_TIMEOUT_S
+    while True:
+        try:
+            return consumer.commit(offsets)
+        except RebalanceInProgressError:
+            if time.monotonic() > deadline:
+                raise
+            consumer.poll(timeout_ms=POLL_MS)
 
 
 def consume_n(consumer, n, timeout_s=30):
     got = []
     deadline = time.monotonic() + timeout_s
     while len(got) < n and time.monotonic() < deadline:
-        for records in consumer.poll(timeout_ms=200).values():
+        for records in consumer.poll(timeout_ms=POLL_MS).values():
             got.extend(records)
     assert len(got) == n, f"consumed {len(got)} of {n} within {timeout_s}s"
     return got
@@ -76,11 +108,24 @@ def test_group_consumes_commits_and_resumes(make_weir, topic_name):
         got = consume_n(consumer, 300)
         assert sorted(r.value for r in got) == sorted(first)
         assert consumer.assignment() == {TopicPartition(topic, p) for p in range(PARTITIONS)}
-        consumer.commit()
+        commit(consumer)
         committed = {p: consumer.committed(TopicPartition(topic, p)) for p in range(PARTITIONS)}
         assert committed == {p: 100 for p in range(PARTITIONS)}, committed
+        # Commit metadata is stored and returned; more than offset.metadata.max.bytes
+        # (4,096) is refused with OFFSET_METADATA_TOO_LARGE and changes nothing.
+        tp0 = TopicPartition(topic, 0)
+        commit(consumer, {tp0: OffsetAndMetadata(100, "checkpoint-7", -1)})
+        with pytest.raises(OffsetMetadataTooLargeError):
+            commit(consumer, {tp0: OffsetAndMetadata(50, "x" * 5_000, -1)})
     finally:
         consumer.close()
+    admin = KafkaAdminClient(bootstrap_servers=weir.bootstrap, request_timeout_ms=OP_TIMEOUT_S * 1000)
+    try:
+        stored = admin.list_group_offsets({group: None})[group]
+        assert stored[TopicPartition(topic, 0)].offset == 100, stored
+        assert stored[TopicPartition(topic, 0)].metadata == "checkpoint-7", stored
+    finally:
+        admin.close()
 
     second = [f"b{i:04}".encode() for i in range(99)]
     produce(weir.bootstrap, topic, second)
@@ -92,18 +137,14 @@ def test_group_consumes_commits_and_resumes(make_weir, topic_name):
         assert all(r.offset >= 100 for r in got), [(r.partition, r.offset) for r in got if r.offset < 100][:5]
         # Nothing more arrives (no redelivery of the first 300).
         assert consume_more(consumer) == []
-        consumer.commit()
+        commit(consumer)
     finally:
         consumer.close()
 
 
-def consume_more(consumer, wait_s=1.0):
-    out = []
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        for records in consumer.poll(timeout_ms=100).values():
-            out.extend(records)
-    return out
+def consume_more(consumer):
+    """What one more poll() of POLL_MS brings (nothing, for a group at the log end)."""
+    return [r for records in consumer.poll(timeout_ms=POLL_MS).values() for r in records]
 
 
 @pytest.mark.timeout(120)
@@ -140,6 +181,10 @@ def test_two_members_split_partitions_and_admin_sees_the_group(make_weir, topic_
 
         offsets = admin.list_group_offsets({group: None})[group]
         assert {tp.partition: om.offset for tp, om in offsets.items()} == {p: 20 for p in range(PARTITIONS)}, offsets
+        # Two groups in one OffsetFetch (v8+): the unknown one has no offsets.
+        both = admin.list_group_offsets({group: None, "kp-no-such-group": None})
+        assert {tp.partition: om.offset for tp, om in both[group].items()} == {p: 20 for p in range(PARTITIONS)}
+        assert both["kp-no-such-group"] == {}, both
 
         # A subscribed topic's offsets cannot be deleted while the group is live.
         tp0 = TopicPartition(topic, 0)
@@ -187,9 +232,9 @@ class Member:
             try:
                 while not self._close.is_set():
                     if self._commit.is_set() and not self._committed.is_set():
-                        consumer.commit()
+                        commit(consumer)
                         self._committed.set()
-                    for records in consumer.poll(timeout_ms=100).values():
+                    for records in consumer.poll(timeout_ms=POLL_MS).values():
                         self.got.extend(records)
                     self.assignment = {tp.partition for tp in consumer.assignment()}
             finally:

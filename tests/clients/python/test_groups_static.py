@@ -86,11 +86,16 @@ def static_scenario(weir, tmp_path, topic, group, conf_of, kip848):
     try:
         wait_until("the group to settle", lambda: settled([a, b, c]), SETTLE_TIMEOUT_S,
                    detail=lambda: describe_all(workers))
-        before = {w.name: w.assigned() for w in (a, b, c)}
-        # (A KIP-848 group is Reconciling until each member's next heartbeat acknowledges.)
+        # A KIP-848 group may still move partitions after each has an owner (it is
+        # Reconciling until every member has its target assignment); Stable means done.
         desc = wait_stable(weir, group)
         ids_before = {m.group_instance_id: m.member_id for m in desc.members}
         assert set(ids_before) == {"static-a", "static-b", "static-c"}, ids_before
+        target = {m.group_instance_id: {tp.partition for tp in m.assignment.topic_partitions} for m in desc.members}
+        wait_until("each member to hold what the group describes",
+                   lambda: all(w.assigned() == target[f"static-{w.name}"] for w in (a, b, c)), SETTLE_TIMEOUT_S,
+                   detail=lambda: f"described {target}\n" + describe_all(workers))
+        before = {w.name: w.assigned() for w in (a, b, c)}
         wait_until("some records processed by c", lambda: c.processed() > 0, SETTLE_TIMEOUT_S)
 
         # Restart c within the session timeout: a new process. Classic: SIGKILL (no
