@@ -6,8 +6,13 @@
 //! on (INVALID_SESSION_TIMEOUT, INCONSISTENT_GROUP_PROTOCOL, UNKNOWN_MEMBER_ID,
 //! ILLEGAL_GENERATION).
 //!
-//! Sizes: the 10 MiB JoinGroup is sent 8 times; the crowd is 250 connections × 8 pipelined
-//! JoinGroups (each connection answers at most 16 at once). About 5-15 s in all.
+//! The same for KIP-848: 2,000 ConsumerGroupHeartbeats into one group and one heartbeat
+//! subscribing to 100,000 topic names.
+//!
+//! Sizes: the 10 MiB JoinGroup is sent 8 times; the classic crowd is 250 connections × 8
+//! pipelined JoinGroups (each connection answers at most 16 at once), about 3 s; the
+//! KIP-848 crowd is 20 connections × 100 pipelined heartbeats, about 15-20 s in a debug
+//! build (each admitted member's first heartbeat recomputes the group's assignment).
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -15,10 +20,11 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest,
-    HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, RequestHeader, RequestKind,
-    ResponseHeader, SyncGroupRequest, SyncGroupResponse,
-    join_group_request::JoinGroupRequestProtocol, sync_group_request::SyncGroupRequestAssignment,
+    ApiKey, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
+    JoinGroupResponse, RequestHeader, RequestKind, ResponseHeader, SyncGroupRequest,
+    SyncGroupResponse, TopicName, join_group_request::JoinGroupRequestProtocol,
+    sync_group_request::SyncGroupRequestAssignment,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
@@ -671,4 +677,149 @@ fn join_sync_and_heartbeat_answer_the_error_codes_clients_expect() {
         "Heartbeat at g"
     );
     weir.assert_running("error-code requests");
+}
+
+/// ConsumerGroupHeartbeat v1 (KIP-848; librdkafka's `group.protocol=consumer`).
+const CGH_VERSION: i16 = 1;
+/// The broker's `group.consumer.max.size` default (weir bounds it).
+const CONSUMER_GROUP_MAX_SIZE: usize = 1_000;
+
+fn cgh_request(group: &str, member_id: &str, topics: Vec<String>) -> RequestKind {
+    RequestKind::ConsumerGroupHeartbeat(
+        ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
+            .with_member_id(StrBytes::from_string(member_id.to_owned()))
+            .with_member_epoch(0)
+            .with_rebalance_timeout_ms(REBALANCE_TIMEOUT_MS)
+            .with_subscribed_topic_names(Some(
+                topics
+                    .into_iter()
+                    .map(|t| TopicName(StrBytes::from_string(t)))
+                    .collect(),
+            ))
+            .with_topic_partitions(Some(vec![])),
+    )
+}
+
+fn read_cgh(stream: &mut TcpStream, correlation_id: i32) -> Option<ConsumerGroupHeartbeatResponse> {
+    let mut body = read_response(
+        stream,
+        ApiKey::ConsumerGroupHeartbeat,
+        CGH_VERSION,
+        correlation_id,
+    )?;
+    Some(
+        ConsumerGroupHeartbeatResponse::decode(&mut body, CGH_VERSION)
+            .expect("ConsumerGroupHeartbeat v1"),
+    )
+}
+
+/// KIP-848: 2,000 members heartbeat into one group at once (20 connections × 100
+/// pipelined), and one member subscribes to 100,000 topic names. The group admits at most
+/// `group.consumer.max.size` members and refuses the rest with GROUP_MAX_SIZE_REACHED, the
+/// huge subscription is answered or closed, memory stays bounded, and a member of another
+/// group still gets an epoch meanwhile.
+#[test]
+fn kip848_crowd_and_huge_subscription_are_bounded() {
+    let mut weir = Weir::start(&["--group-initial-rebalance-delay-ms", "0"]);
+    let started = Instant::now();
+    let before = weir.rss_kib();
+    let mut streams: Vec<TcpStream> = (0..20).map(|_| weir.connect()).collect();
+    for (c, stream) in streams.iter_mut().enumerate() {
+        let mut batch = Vec::new();
+        for k in 0..100 {
+            let member = format!("crowd-member-{c:02}-{k:03}");
+            batch.extend(frame(
+                ApiKey::ConsumerGroupHeartbeat,
+                CGH_VERSION,
+                k,
+                &cgh_request("crowd848", &member, vec!["crowd-topic".to_owned()]),
+            ));
+        }
+        send(stream, &batch);
+    }
+    // Meanwhile: another group's member.
+    let mut other = weir.connect();
+    send(
+        &mut other,
+        &frame(
+            ApiKey::ConsumerGroupHeartbeat,
+            CGH_VERSION,
+            1,
+            &cgh_request("beside848", "lonely-member", vec!["t".to_owned()]),
+        ),
+    );
+    let lonely_sent = Instant::now();
+    let lonely = read_cgh(&mut other, 1).expect("the other group's heartbeat answered");
+    let lonely_took = lonely_sent.elapsed();
+    assert_eq!(
+        lonely.error_code, 0,
+        "another group's member while 2,000 heartbeat: {lonely:?}"
+    );
+    assert!(
+        lonely.member_epoch >= 1,
+        "the other group's member got epoch {}",
+        lonely.member_epoch
+    );
+
+    let (mut admitted, mut refused, mut closed) = (0usize, 0usize, 0usize);
+    let mut other_codes = Vec::new();
+    for stream in streams.iter_mut() {
+        for k in 0..100 {
+            match read_cgh(stream, k) {
+                None => {
+                    closed += 1;
+                    break;
+                }
+                Some(r) if r.error_code == 0 => admitted += 1,
+                Some(r) if r.error_code == GROUP_MAX_SIZE_REACHED => refused += 1,
+                Some(r) => other_codes.push(r.error_code),
+            }
+        }
+    }
+    assert!(
+        other_codes.is_empty(),
+        "unexpected heartbeat answers: {:?}",
+        &other_codes[..other_codes.len().min(10)]
+    );
+    assert!(
+        (1..=CONSUMER_GROUP_MAX_SIZE).contains(&admitted),
+        "{admitted} members admitted to one KIP-848 group (max {CONSUMER_GROUP_MAX_SIZE})"
+    );
+    assert!(
+        admitted + refused == 2_000 || closed > 0,
+        "{admitted} admitted + {refused} refused of 2,000 heartbeats"
+    );
+    let rss_crowd = weir.rss_kib();
+    let crowd_took = started.elapsed();
+
+    // One member subscribing to 100,000 topic names (about 2.4 MB).
+    let topics: Vec<String> = (0..100_000)
+        .map(|i| format!("subscribed-topic-{i:06}"))
+        .collect();
+    let mut stream = weir.connect();
+    send(
+        &mut stream,
+        &frame(
+            ApiKey::ConsumerGroupHeartbeat,
+            CGH_VERSION,
+            7,
+            &cgh_request("huge848", "huge-member", topics),
+        ),
+    );
+    let huge_started = Instant::now();
+    let huge = read_cgh(&mut stream, 7).map(|r| r.error_code);
+    let huge_took = huge_started.elapsed();
+    weir.assert_running("a heartbeat with 100,000 subscribed topics");
+    let again = healthy_join_and_sync(&weir, "healthy-after-848");
+    let rss_end = weir.rss_kib();
+    eprintln!(
+        "kip848 crowd: {admitted} admitted, {refused} refused, {closed} connections closed in \
+         {crowd_took:?}; 100,000 topics answered {huge:?} (None: closed) in {huge_took:?}; healthy \
+         classic join {again:?}; the other group's heartbeat took {lonely_took:?}; RSS {before} → {rss_crowd} → {rss_end} KiB"
+    );
+    assert!(
+        rss_end < before + 128 * 1024,
+        "RSS {before} KiB at start, {rss_crowd} KiB after the crowd, {rss_end} KiB after the huge subscription"
+    );
 }
