@@ -39,6 +39,9 @@ def main():
     # 1 makes every Produce request carry one record (librdkafka otherwise puts the records
     # queued while a request is in flight into the next one, even with linger.ms=0).
     parser.add_argument("--batch-num-messages", type=int)
+    # The producer alone: what the consumer's long poll adds to the broker's CPU is the
+    # difference. No latency is printed then.
+    parser.add_argument("--no-consumer", action="store_true")
     args = parser.parse_args()
 
     topic = f"latency-{uuid.uuid4().hex[:8]}"
@@ -67,8 +70,9 @@ def main():
         consumer.close()
 
     reader = threading.Thread(target=consume)
-    reader.start()
-    time.sleep(2)  # let the consumer connect and start fetching
+    if not args.no_consumer:
+        reader.start()
+        time.sleep(2)  # let the consumer connect and start fetching
 
     produce_requests = []  # cumulative Produce requests, from each statistics report
 
@@ -101,20 +105,24 @@ def main():
     window = time.monotonic() - start
     cpu_after = broker_cpu_seconds(args.broker_pid)
     producer.poll(0.6)  # one more statistics report, covering the whole window
-    reader.join(timeout=30)
+    if not args.no_consumer:
+        reader.join(timeout=30)
     done.set()
 
     latencies.sort()
-    if not latencies:
+    if args.no_consumer:
+        print(f"{args.rate} msg/s x {args.size} B, acks={args.acks}: producer only, no consumer")
+    elif not latencies:
         print("no records consumed")
         return
-    ms = [x * 1000 for x in latencies]
-    pick = lambda q: ms[min(len(ms) - 1, int(q * len(ms)))]  # noqa: E731
-    print(
-        f"latency {args.rate} msg/s x {args.size} B, acks={args.acks}, topic {config or 'default'}: "
-        f"{len(ms)}/{total} consumed; p50 {pick(0.50):.2f} ms, p99 {pick(0.99):.2f} ms, "
-        f"max {ms[-1]:.2f} ms"
-    )
+    else:
+        ms = [x * 1000 for x in latencies]
+        pick = lambda q: ms[min(len(ms) - 1, int(q * len(ms)))]  # noqa: E731
+        print(
+            f"latency {args.rate} msg/s x {args.size} B, acks={args.acks}, "
+            f"topic {config or 'default'}: {len(ms)}/{total} consumed; "
+            f"p50 {pick(0.50):.2f} ms, p99 {pick(0.99):.2f} ms, max {ms[-1]:.2f} ms"
+        )
     if cpu_before is not None and cpu_after is not None:
         requests = produce_requests[-1] if produce_requests else 0
         print(

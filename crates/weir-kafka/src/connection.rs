@@ -8,6 +8,10 @@
 //! fsync while the next request appends, so they share the WAL's group commit — and the
 //! responses leave in request order. At most [`PIPELINE_DEPTH_MAX`] answers wait at once.
 //!
+//! A Fetch response's large record sets are not read into memory: they stay slices of their
+//! segment files until the frame is written, then go to the socket in chunks
+//! ([`defer_records`]).
+//!
 //! Nothing here trusts the peer: a frame's claimed length only bounds the read, memory
 //! grows with the bytes that actually arrive, and a frame that is malformed in any way
 //! closes the connection (ApiVersions at an unknown version gets error 35 instead).

@@ -1,5 +1,7 @@
 //! Fetch (v4–17): reads whole stored batches, as the log holds them, for each requested
-//! partition — nothing is decoded or re-encoded on the way out.
+//! partition — nothing is decoded or re-encoded on the way out. Record sets of
+//! `connection::DEFER_RECORD_BYTES_MIN` and more are not read here at all: the connection
+//! streams them from the segment file as it writes the response.
 //!
 //! - Long poll: while fewer than `min_bytes` are available the request waits for an append
 //!   to any of its partitions (listeners are taken before each read, so none is missed) or
