@@ -270,8 +270,11 @@ async fn write_response(
 }
 
 /// Copies a record set from its segment file to the socket in [`FILE_CHUNK_BYTES`] reads.
-/// The frame's length is already written: a read that fails or comes up short (the file
-/// cut since the Fetch looked) can only end the connection, and the client retries.
+/// The frame's length is already written: a read that fails or comes up short can only end
+/// the connection, and the client retries. The slice holds the file open, so retention,
+/// compaction and topic deletion (which unlink or replace files) cannot change what it
+/// reads; only an in-place cut of a segment could (`PartitionLog::truncate_after`, unused
+/// by the broker today: when replication uses it, it must wait for such readers).
 async fn write_slice(
     writer: &mut BufWriter<OwnedWriteHalf>,
     slice: &ReadSlice,
