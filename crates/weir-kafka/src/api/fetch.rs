@@ -1,5 +1,7 @@
 //! Fetch (v4–17): reads whole stored batches, as the log holds them, for each requested
-//! partition — nothing is decoded or re-encoded on the way out.
+//! partition — nothing is decoded or re-encoded on the way out. Record sets of
+//! `connection::DEFER_RECORD_BYTES_MIN` and more are not read here at all: the connection
+//! streams them from the segment file as it writes the response.
 //!
 //! - Long poll: while fewer than `min_bytes` are available the request waits for an append
 //!   to any of its partitions (listeners are taken before each read, so none is missed) or
@@ -27,8 +29,8 @@ use weir_storage::partition::ReadSlice;
 use weir_storage::store::{PartitionOffsets, TopicPartition};
 
 use super::Context;
-use crate::errors;
 use crate::limits::FETCH_WAIT_MS_MAX;
+use crate::{connection, errors};
 
 /// Most bytes of records one response carries, whatever the client asks for: Kafka's
 /// broker-side `fetch.max.bytes` default (55 MiB). KIP-74 may add one batch beyond it, and
@@ -252,8 +254,18 @@ fn respond(targets: Vec<TopicTarget>, plan: Plan) -> FetchResponse {
 
 fn partition_data(partition: i32, read: PartitionRead) -> PartitionData {
     let mut code = read.code;
-    let records = match read.slice.map(|s| s.read_to_vec()) {
-        Some(Ok(bytes)) => Bytes::from(bytes),
+    // A large record set is streamed from its file as the response is written (see
+    // `connection::defer_records`); only small ones are read here.
+    let deferred = read
+        .slice
+        .as_ref()
+        .filter(|s| s.len >= connection::DEFER_RECORD_BYTES_MIN)
+        .and_then(|s| connection::defer_records(s.clone()));
+    let records = match deferred
+        .map(Ok)
+        .or_else(|| read.slice.map(|s| s.read_to_vec().map(Bytes::from)))
+    {
+        Some(Ok(bytes)) => bytes,
         Some(Err(error)) => {
             tracing::warn!(partition, %error, "reading stored batches failed");
             code = errors::KAFKA_STORAGE_ERROR;

@@ -578,7 +578,11 @@ impl PartitionLog {
         max_bytes: u32,
     ) -> Result<Option<ReadSlice>, PartitionError> {
         let file = self.file(segment)?;
-        let mut walker = Walker::point(&file, &segment.path, segment.size);
+        // One read covers the walk from the index point (at most `index.interval.bytes`,
+        // 4 KiB by default, before the batch) and, near the tail, the batches after it: a
+        // consumer that keeps up fetches a few small batches each time, and walking them
+        // one header read at a time cost ~10 preads per fetch.
+        let mut walker = Walker::new(&file, &segment.path, segment.size, READ_WINDOW_BYTES);
         let Some((start, first)) = find_batch(&mut walker, segment, offset)? else {
             return Ok(None);
         };
@@ -1183,6 +1187,9 @@ impl PartitionLog {
 }
 
 /// The first batch of `segment` whose last offset is at or past `offset`: position, header.
+/// Read-ahead of [`PartitionLog::read`]'s walk over batch headers.
+const READ_WINDOW_BYTES: usize = 16 << 10;
+
 fn find_batch(
     walker: &mut Walker<'_>,
     segment: &Segment,
