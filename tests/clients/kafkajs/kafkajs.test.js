@@ -3,10 +3,9 @@
 // broker range that does not reach kafkajs's maxima (Produce v7, Fetch v11, Metadata v6,
 // ListOffsets v3, CreateTopics v3).
 //
-// Consumption is not tested here: kafkajs can only consume through a consumer group
-// (consumer.run joins one), and consumer groups are issue 4. Until then this file checks
-// produce, admin createTopics and fetchTopicOffsets (ListOffsets); confluent-kafka,
-// kafka-python and kcat cover Fetch.
+// This file checks produce, admin createTopics and fetchTopicOffsets (ListOffsets).
+// kafkajs consumes only through a consumer group (consumer.run joins one): consumption,
+// commits and group admin are in groups.test.js.
 'use strict';
 
 const { test, before, after } = require('node:test');
