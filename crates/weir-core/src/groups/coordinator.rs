@@ -109,7 +109,8 @@ struct Pending {
 }
 
 impl Coordinator {
-    /// Creates `__consumer_offsets` if needed and rebuilds every group from it.
+    /// Rebuilds every group from `__consumer_offsets` (when it exists; it is created on
+    /// the first write).
     pub fn open(broker: Arc<Broker>, config: GroupConfig, now_ms: i64) -> Result<Self, CoreError> {
         // Like Kafka, the topic appears on first use (`finish`); one that exists gets its
         // required settings back before it is read.
