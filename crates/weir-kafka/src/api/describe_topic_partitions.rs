@@ -207,10 +207,13 @@ mod tests {
             }))
     }
 
-    /// (topic, partition indexes) per topic of a response, and its next cursor.
+    /// A topic of a response: name, error code, partition indexes.
+    type Described = (String, i16, Vec<i32>);
+
+    /// The topics of a response, and its next cursor (topic, partition).
     fn pages(
         response: &DescribeTopicPartitionsResponse,
-    ) -> (Vec<(String, i16, Vec<i32>)>, Option<(String, i32)>) {
+    ) -> (Vec<Described>, Option<(String, i32)>) {
         let topics = response
             .topics
             .iter()
