@@ -118,6 +118,9 @@ enum Kind {
     Structs(&'static [Field]),
     /// A single struct (only as a tagged field here).
     Struct(&'static [Field]),
+    /// A struct behind an int8 presence marker: 1 = present, anything else = null, as
+    /// the decoder reads it (DescribeTopicPartitions' cursor).
+    OptionalStruct(&'static [Field]),
 }
 
 #[derive(Clone, Copy)]
@@ -740,6 +743,40 @@ const SHAPES: &[Shape] = &[
             f(0, UP, BOOL),              // include authorized operations
         ],
     },
+    // Admin APIs of a one-node cluster (kafka-python's admin tests).
+    Shape {
+        key: ApiKey::DescribeTopicPartitions,
+        min: 0,
+        max: 0,
+        flexible_from: 0,
+        fields: &[
+            f(0, UP, Kind::Structs(&[f(0, UP, STR)])), // topics (name)
+            f(0, UP, I32),                             // response partition limit
+            f(
+                0,
+                UP,
+                Kind::OptionalStruct(&[
+                    f(0, UP, STR), // topic name
+                    f(0, UP, I32), // partition index
+                ]),
+            )
+            .null(0), // cursor
+        ],
+    },
+    Shape {
+        key: ApiKey::DescribeQuorum,
+        min: 0,
+        max: 2,
+        flexible_from: 0,
+        fields: &[f(
+            0,
+            UP,
+            Kind::Structs(&[
+                f(0, UP, STR),                             // topic name
+                f(0, UP, Kind::Structs(&[f(0, UP, I32)])), // partitions (index)
+            ]),
+        )],
+    },
 ];
 
 /// How far a walk may nest: the deepest shape above is three structs deep plus one
@@ -905,6 +942,15 @@ impl<'a> Cursor<'a> {
                 Ok(())
             }
             Kind::Struct(fields) => self.fields(fields, version, flexible),
+            Kind::OptionalStruct(fields) => {
+                let at = self.pos;
+                let [marker] = self.array::<1>()?;
+                match marker {
+                    1 => self.fields(fields, version, flexible),
+                    _ if nullable => Ok(()),
+                    _ => Err(GuardError::UnexpectedNull { at }),
+                }
+            }
         }
     }
 

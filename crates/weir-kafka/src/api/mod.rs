@@ -39,6 +39,9 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod produce;
 pub mod sync_group;
+// Admin APIs of a one-node cluster (kafka-python's admin tests).
+pub mod describe_quorum;
+pub mod describe_topic_partitions;
 
 /// What every handler sees.
 pub struct Context {
@@ -88,6 +91,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    // Admin APIs of a one-node cluster (kafka-python's admin tests).
+    (ApiKey::DescribeTopicPartitions, 0, 0),
+    (ApiKey::DescribeQuorum, 0, 2),
 ];
 
 pub fn is_supported(key: ApiKey, version: i16) -> bool {
@@ -138,6 +144,11 @@ pub async fn dispatch(
         Rq::ConsumerGroupDescribe(r) => {
             Rs::ConsumerGroupDescribe(consumer_group_describe::handle(context, header, r))
         }
+        // Admin APIs of a one-node cluster (kafka-python's admin tests).
+        Rq::DescribeTopicPartitions(r) => {
+            Rs::DescribeTopicPartitions(describe_topic_partitions::handle(context, header, r))
+        }
+        Rq::DescribeQuorum(r) => Rs::DescribeQuorum(describe_quorum::handle(context, header, r)),
         // May fsync the producer id reservation (once per block of ids).
         Rq::InitProducerId(r) => {
             Rs::InitProducerId(blocking(|| init_producer_id::handle(context, header, r)))

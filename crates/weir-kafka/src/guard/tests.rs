@@ -568,6 +568,42 @@ fn request(key: ApiKey, v: i16) -> RequestKind {
                 .with_include_authorized_operations(true)
                 .with_unknown_tagged_fields(unknown_tags(v, 0)),
         ),
+        // Admin APIs of a one-node cluster (kafka-python's admin tests).
+        ApiKey::DescribeTopicPartitions => {
+            let t = |name| {
+                describe_topic_partitions_request::TopicRequest::default()
+                    .with_name(topic(name))
+                    .with_unknown_tagged_fields(unknown_tags(v, 0))
+            };
+            RequestKind::DescribeTopicPartitions(
+                DescribeTopicPartitionsRequest::default()
+                    .with_topics(vec![t("orders"), t("audit"), t("")])
+                    .with_response_partition_limit(2000)
+                    .with_cursor(Some(
+                        describe_topic_partitions_request::Cursor::default()
+                            .with_topic_name(topic("orders"))
+                            .with_partition_index(3)
+                            .with_unknown_tagged_fields(unknown_tags(v, 0)),
+                    ))
+                    .with_unknown_tagged_fields(unknown_tags(v, 0)),
+            )
+        }
+        ApiKey::DescribeQuorum => RequestKind::DescribeQuorum(
+            DescribeQuorumRequest::default()
+                .with_topics(vec![
+                    describe_quorum_request::TopicData::default()
+                        .with_topic_name(topic("__cluster_metadata"))
+                        .with_partitions(vec![
+                            describe_quorum_request::PartitionData::default()
+                                .with_partition_index(0)
+                                .with_unknown_tagged_fields(unknown_tags(v, 0)),
+                            describe_quorum_request::PartitionData::default()
+                                .with_partition_index(1),
+                        ]),
+                    describe_quorum_request::TopicData::default().with_topic_name(topic("other")),
+                ])
+                .with_unknown_tagged_fields(unknown_tags(v, 0)),
+        ),
         other => panic!("no test request for {other:?}"),
     }
 }
@@ -602,6 +638,9 @@ fn default_request(key: ApiKey) -> RequestKind {
         ApiKey::OffsetDelete => RequestKind::OffsetDelete(Default::default()),
         ApiKey::ConsumerGroupHeartbeat => RequestKind::ConsumerGroupHeartbeat(Default::default()),
         ApiKey::ConsumerGroupDescribe => RequestKind::ConsumerGroupDescribe(Default::default()),
+        // Admin APIs of a one-node cluster (kafka-python's admin tests).
+        ApiKey::DescribeTopicPartitions => RequestKind::DescribeTopicPartitions(Default::default()),
+        ApiKey::DescribeQuorum => RequestKind::DescribeQuorum(Default::default()),
         other => panic!("no default request for {other:?}"),
     }
 }
@@ -865,4 +904,40 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn admin_api_counts_and_cursor_markers_are_walked_as_the_decoder_reads_them() {
+    let compact = [0xff, 0xff, 0xff, 0xff, 0x0f];
+    for key in [ApiKey::DescribeTopicPartitions, ApiKey::DescribeQuorum] {
+        match check_request(&huge_array_frame(key, 0, &[], &compact)) {
+            Err(GuardError::CountTooLarge { count, .. }) => assert!(count >= i32::MAX as u64),
+            other => panic!("{key:?}: {other:?}"),
+        }
+    }
+    // DescribeTopicPartitions with no topics, a limit, then the cursor's presence marker:
+    // the decoder reads a struct only after 1 and null after anything else, and so does
+    // the walk (a struct behind any other marker would be trailing bytes, not a cursor).
+    for (marker, cursor) in [(1u8, true), (0xff, false), (0, false), (7, false)] {
+        let mut frame = huge_array_frame(ApiKey::DescribeTopicPartitions, 0, &[], &[1]);
+        frame.truncate(frame.len() - 8);
+        frame.extend_from_slice(&100i32.to_be_bytes());
+        frame.push(marker);
+        if cursor {
+            frame.extend_from_slice(&[2, b'a', 0, 0, 0, 3, 0]); // "a", partition 3, no tags
+        }
+        frame.push(0); // no request tags
+        let walked = check_request(&frame).unwrap_or_else(|e| panic!("marker {marker}: {e}"));
+        assert_eq!(walked.consumed, frame.len(), "marker {marker}");
+        assert_eq!(decode(&Bytes::from(frame)).expect("decodes"), 0);
+    }
+    // A cursor cut short is refused before the decoder sees it.
+    let mut cut = huge_array_frame(ApiKey::DescribeTopicPartitions, 0, &[], &[1]);
+    cut.truncate(cut.len() - 8);
+    cut.extend_from_slice(&100i32.to_be_bytes());
+    cut.extend_from_slice(&[1, 2, b'a', 0]);
+    assert!(matches!(
+        check_request(&cut),
+        Err(GuardError::Truncated { .. })
+    ));
 }
