@@ -39,6 +39,11 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod produce;
 pub mod sync_group;
+// Replica administration on one node (nothing to elect, move or reassign).
+pub mod alter_partition_reassignments;
+pub mod alter_replica_log_dirs;
+pub mod elect_leaders;
+pub mod list_partition_reassignments;
 
 /// What every handler sees.
 pub struct Context {
@@ -88,6 +93,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0),
+    (ApiKey::AlterReplicaLogDirs, 1, 2),
 ];
 
 pub fn is_supported(key: ApiKey, version: i16) -> bool {
@@ -159,6 +168,16 @@ pub async fn dispatch(
         Rq::IncrementalAlterConfigs(r) => Rs::IncrementalAlterConfigs(blocking(|| {
             incremental_alter_configs::handle(context, header, r)
         })),
+        Rq::ElectLeaders(r) => Rs::ElectLeaders(elect_leaders::handle(context, header, r)),
+        Rq::AlterPartitionReassignments(r) => Rs::AlterPartitionReassignments(
+            alter_partition_reassignments::handle(context, header, r),
+        ),
+        Rq::ListPartitionReassignments(r) => {
+            Rs::ListPartitionReassignments(list_partition_reassignments::handle(context, header, r))
+        }
+        Rq::AlterReplicaLogDirs(r) => {
+            Rs::AlterReplicaLogDirs(alter_replica_log_dirs::handle(context, header, r))
+        }
         // The connection only decodes supported APIs (see SUPPORTED).
         other => {
             tracing::error!(api = ?other, "dispatched an API that is not in SUPPORTED");
