@@ -742,6 +742,90 @@ const SHAPES: &[Shape] = &[
             f(0, UP, Kind::Array(&STR)), // group ids
             f(0, UP, BOOL),              // include authorized operations
         ],
+    }, // Replica administration (one node: nothing to elect, move or reassign).
+    Shape {
+        key: ApiKey::ElectLeaders,
+        min: 0,
+        max: 2,
+        flexible_from: 2,
+        fields: &[
+            f(1, UP, I8), // election type
+            f(
+                0,
+                UP,
+                Kind::Structs(&[
+                    f(0, UP, STR),               // topic
+                    f(0, UP, Kind::Array(&I32)), // partitions
+                ]),
+            )
+            .null(0), // topic partitions
+            f(0, UP, I32), // timeout ms
+        ],
+    },
+    Shape {
+        key: ApiKey::AlterPartitionReassignments,
+        min: 0,
+        max: 1,
+        flexible_from: 0,
+        fields: &[
+            f(0, UP, I32),  // timeout ms
+            f(1, UP, BOOL), // allow replication factor change
+            f(
+                0,
+                UP,
+                Kind::Structs(&[
+                    f(0, UP, STR), // name
+                    f(
+                        0,
+                        UP,
+                        Kind::Structs(&[
+                            f(0, UP, I32),                       // partition index
+                            f(0, UP, Kind::Array(&I32)).null(0), // replicas
+                        ]),
+                    ),
+                ]),
+            ),
+        ],
+    },
+    Shape {
+        key: ApiKey::ListPartitionReassignments,
+        min: 0,
+        max: 0,
+        flexible_from: 0,
+        fields: &[
+            f(0, UP, I32), // timeout ms
+            f(
+                0,
+                UP,
+                Kind::Structs(&[
+                    f(0, UP, STR),               // name
+                    f(0, UP, Kind::Array(&I32)), // partition indexes
+                ]),
+            )
+            .null(0), // topics
+        ],
+    },
+    // v0 was removed in Kafka 4.0 and is not in kafka-protocol 0.18.
+    Shape {
+        key: ApiKey::AlterReplicaLogDirs,
+        min: 1,
+        max: 2,
+        flexible_from: 2,
+        fields: &[f(
+            0,
+            UP,
+            Kind::Structs(&[
+                f(0, UP, STR), // path
+                f(
+                    0,
+                    UP,
+                    Kind::Structs(&[
+                        f(0, UP, STR),               // name
+                        f(0, UP, Kind::Array(&I32)), // partitions
+                    ]),
+                ),
+            ]),
+        )],
     },
     // Admin APIs of a one-node cluster (kafka-python's admin tests).
     Shape {

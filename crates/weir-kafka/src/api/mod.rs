@@ -42,6 +42,11 @@ pub mod sync_group;
 // Admin APIs of a one-node cluster (kafka-python's admin tests).
 pub mod describe_quorum;
 pub mod describe_topic_partitions;
+// Replica administration on one node (nothing to elect, move or reassign).
+pub mod alter_partition_reassignments;
+pub mod alter_replica_log_dirs;
+pub mod elect_leaders;
+pub mod list_partition_reassignments;
 
 /// What every handler sees.
 pub struct Context {
@@ -94,6 +99,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     // Admin APIs of a one-node cluster (kafka-python's admin tests).
     (ApiKey::DescribeTopicPartitions, 0, 0),
     (ApiKey::DescribeQuorum, 0, 2),
+    (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0),
+    (ApiKey::AlterReplicaLogDirs, 1, 2),
 ];
 
 pub fn is_supported(key: ApiKey, version: i16) -> bool {
@@ -170,6 +179,16 @@ pub async fn dispatch(
         Rq::IncrementalAlterConfigs(r) => Rs::IncrementalAlterConfigs(blocking(|| {
             incremental_alter_configs::handle(context, header, r)
         })),
+        Rq::ElectLeaders(r) => Rs::ElectLeaders(elect_leaders::handle(context, header, r)),
+        Rq::AlterPartitionReassignments(r) => Rs::AlterPartitionReassignments(
+            alter_partition_reassignments::handle(context, header, r),
+        ),
+        Rq::ListPartitionReassignments(r) => {
+            Rs::ListPartitionReassignments(list_partition_reassignments::handle(context, header, r))
+        }
+        Rq::AlterReplicaLogDirs(r) => {
+            Rs::AlterReplicaLogDirs(alter_replica_log_dirs::handle(context, header, r))
+        }
         // The connection only decodes supported APIs (see SUPPORTED).
         other => {
             tracing::error!(api = ?other, "dispatched an API that is not in SUPPORTED");

@@ -604,6 +604,71 @@ fn request(key: ApiKey, v: i16) -> RequestKind {
                 ])
                 .with_unknown_tagged_fields(unknown_tags(v, 0)),
         ),
+        // Replica administration (one node: nothing to elect, move or reassign).
+        ApiKey::ElectLeaders => {
+            let named = |name, partitions: Vec<i32>| {
+                elect_leaders_request::TopicPartitions::default()
+                    .with_topic(topic(name))
+                    .with_partitions(partitions)
+                    .with_unknown_tagged_fields(unknown_tags(v, 2))
+            };
+            RequestKind::ElectLeaders(
+                ElectLeadersRequest::default()
+                    .with_election_type(if v >= 1 { 1 } else { 0 })
+                    .with_topic_partitions(Some(vec![
+                        named("orders", vec![0, 1, 2]),
+                        named("audit", vec![]),
+                    ]))
+                    .with_timeout_ms(60_000),
+            )
+        }
+        ApiKey::AlterPartitionReassignments => RequestKind::AlterPartitionReassignments(
+            AlterPartitionReassignmentsRequest::default()
+                .with_timeout_ms(60_000)
+                .with_allow_replication_factor_change(v == 0)
+                .with_topics(vec![
+                    alter_partition_reassignments_request::ReassignableTopic::default()
+                        .with_name(topic("orders"))
+                        .with_partitions(vec![
+                            alter_partition_reassignments_request::ReassignablePartition::default()
+                                .with_partition_index(0)
+                                .with_replicas(Some(vec![BrokerId(1), BrokerId(2)])),
+                            alter_partition_reassignments_request::ReassignablePartition::default()
+                                .with_partition_index(1)
+                                .with_replicas(None)
+                                .with_unknown_tagged_fields(unknown_tags(v, 0)),
+                        ]),
+                ])
+                .with_unknown_tagged_fields(unknown_tags(v, 0)),
+        ),
+        ApiKey::ListPartitionReassignments => RequestKind::ListPartitionReassignments(
+            ListPartitionReassignmentsRequest::default()
+                .with_timeout_ms(60_000)
+                .with_topics(Some(vec![
+                    list_partition_reassignments_request::ListPartitionReassignmentsTopics::default()
+                        .with_name(topic("orders"))
+                        .with_partition_indexes(vec![0, 3]),
+                    list_partition_reassignments_request::ListPartitionReassignmentsTopics::default()
+                        .with_name(topic("audit"))
+                        .with_partition_indexes(vec![1]),
+                ])),
+        ),
+        ApiKey::AlterReplicaLogDirs => {
+            let dir = |path, name| {
+                alter_replica_log_dirs_request::AlterReplicaLogDir::default()
+                    .with_path(s(path))
+                    .with_topics(vec![
+                        alter_replica_log_dirs_request::AlterReplicaLogDirTopic::default()
+                            .with_name(topic(name))
+                            .with_partitions(vec![0, 1]),
+                    ])
+            };
+            RequestKind::AlterReplicaLogDirs(
+                AlterReplicaLogDirsRequest::default()
+                    .with_dirs(vec![dir("/var/lib/weir", "orders"), dir("/mnt/b", "audit")])
+                    .with_unknown_tagged_fields(unknown_tags(v, 2)),
+            )
+        }
         other => panic!("no test request for {other:?}"),
     }
 }
@@ -641,6 +706,14 @@ fn default_request(key: ApiKey) -> RequestKind {
         // Admin APIs of a one-node cluster (kafka-python's admin tests).
         ApiKey::DescribeTopicPartitions => RequestKind::DescribeTopicPartitions(Default::default()),
         ApiKey::DescribeQuorum => RequestKind::DescribeQuorum(Default::default()),
+        ApiKey::ElectLeaders => RequestKind::ElectLeaders(Default::default()),
+        ApiKey::AlterPartitionReassignments => {
+            RequestKind::AlterPartitionReassignments(Default::default())
+        }
+        ApiKey::ListPartitionReassignments => {
+            RequestKind::ListPartitionReassignments(Default::default())
+        }
+        ApiKey::AlterReplicaLogDirs => RequestKind::AlterReplicaLogDirs(Default::default()),
         other => panic!("no default request for {other:?}"),
     }
 }
@@ -802,6 +875,12 @@ fn array_counts_beyond_the_frame_are_refused() {
         huge_array_frame(ApiKey::JoinGroup, 0, &[0; 2 + 4 + 2 + 2], &max),
         // OffsetFetch v8: the groups array is the first field.
         huge_array_frame(ApiKey::OffsetFetch, 8, &[], &compact),
+        // Replica administration: ElectLeaders v0 and AlterReplicaLogDirs v1 start with
+        // their array; the reassignment APIs put a timeout before it.
+        huge_array_frame(ApiKey::ElectLeaders, 0, &[], &max),
+        huge_array_frame(ApiKey::AlterReplicaLogDirs, 1, &[], &max),
+        huge_array_frame(ApiKey::AlterPartitionReassignments, 0, &[0; 4], &compact),
+        huge_array_frame(ApiKey::ListPartitionReassignments, 0, &[0; 4], &compact),
     ];
     for frame in cases {
         match check_request(&frame) {
