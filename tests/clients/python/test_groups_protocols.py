@@ -143,6 +143,16 @@ def test_kip848_range_assignor_gives_contiguous_ranges(make_weir, topic_name):
     for m in members:
         partitions = sorted(p for _, p in m.owned)
         assert partitions in ([0, 1, 2], [3, 4, 5]), partitions
+    # librdkafka describes a KIP-848 group with ConsumerGroupDescribe.
+    admin = AdminClient({"bootstrap.servers": weir.bootstrap})
+    described = admin.describe_consumer_groups(["ranged"])["ranged"].result(10)
+    assert described.type.name == "CONSUMER", described.type
+    assert described.state == ConsumerGroupState.STABLE, described.state
+    assert described.partition_assignor == "range", described.partition_assignor
+    shares = sorted(
+        sorted(tp.partition for tp in member.assignment.topic_partitions) for member in described.members
+    )
+    assert shares == [[0, 1, 2], [3, 4, 5]], shares
     for m in members:
         m.consumer.close()
 
