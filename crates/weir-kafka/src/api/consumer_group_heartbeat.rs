@@ -39,11 +39,7 @@ pub async fn handle(
                 .map(|t| (TopicId(*t.topic_id.as_bytes()), t.partitions))
                 .collect()
         }),
-        client_id: header
-            .client_id
-            .as_ref()
-            .map(|s| s.to_string())
-            .unwrap_or_default(),
+        client_id: super::client_id(header),
         client_host: client_host.to_string(),
     };
     let groups = &context.groups;

@@ -47,11 +47,7 @@ pub async fn handle(
         },
         require_known_member_id: version >= KNOWN_MEMBER_ID_VERSION,
         supports_skip_assignment: version >= SKIP_ASSIGNMENT_VERSION,
-        client_id: header
-            .client_id
-            .as_ref()
-            .map(|s| s.to_string())
-            .unwrap_or_default(),
+        client_id: super::client_id(header),
         client_host: client_host.to_string(),
         reason: request.reason.map(|s| s.to_string()),
     };

@@ -198,6 +198,15 @@ pub async fn dispatch(
     Outcome::Respond(Box::new(response))
 }
 
+/// The client id a request names ("" when it names none), as group members report it.
+pub(crate) fn client_id(header: &RequestHeader) -> String {
+    header
+        .client_id
+        .as_ref()
+        .map(|s| s.to_string())
+        .unwrap_or_default()
+}
+
 /// Runs a handler that may spend a while in fsyncs (creating a topic of many partitions)
 /// without stalling the other connections of its runtime thread: on a multi-threaded
 /// runtime the thread hands its other tasks off first.

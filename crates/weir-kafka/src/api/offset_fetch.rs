@@ -57,23 +57,24 @@ pub fn handle(
         Ok(offsets) => (errors::NONE, offsets),
         Err(error) => (errors::group_code(error), Vec::new()),
     };
-    let mut topics: Vec<OffsetFetchResponseTopic> = Vec::new();
-    for (topic, partition, value) in offsets {
-        let (offset, epoch, metadata) = unpack(value);
-        let answer = OffsetFetchResponsePartition::default()
-            .with_partition_index(partition)
-            .with_committed_offset(offset)
-            .with_committed_leader_epoch(epoch)
-            .with_metadata(Some(StrBytes::from_string(metadata)));
-        match topics.last_mut() {
-            Some(last) if last.name.0.as_str() == topic => last.partitions.push(answer),
-            _ => topics.push(
-                OffsetFetchResponseTopic::default()
-                    .with_name(TopicName(StrBytes::from_string(topic)))
-                    .with_partitions(vec![answer]),
-            ),
-        }
-    }
+    let topics = by_topic(offsets)
+        .into_iter()
+        .map(|(topic, partitions)| {
+            let partitions = partitions
+                .into_iter()
+                .map(|(partition, (offset, epoch, metadata))| {
+                    OffsetFetchResponsePartition::default()
+                        .with_partition_index(partition)
+                        .with_committed_offset(offset)
+                        .with_committed_leader_epoch(epoch)
+                        .with_metadata(Some(metadata))
+                })
+                .collect();
+            OffsetFetchResponseTopic::default()
+                .with_name(topic)
+                .with_partitions(partitions)
+        })
+        .collect();
     let response = OffsetFetchResponse::default().with_topics(topics);
     if version >= TOP_ERROR_VERSION {
         response.with_error_code(code)
@@ -91,32 +92,51 @@ fn group_answer(group_id: GroupId, committed: Committed) -> OffsetFetchResponseG
                 .with_error_code(errors::group_code(error));
         }
     };
-    let mut topics: Vec<OffsetFetchResponseTopics> = Vec::new();
-    for (topic, partition, value) in offsets {
-        let (offset, epoch, metadata) = unpack(value);
-        let answer = OffsetFetchResponsePartitions::default()
-            .with_partition_index(partition)
-            .with_committed_offset(offset)
-            .with_committed_leader_epoch(epoch)
-            .with_metadata(Some(StrBytes::from_string(metadata)));
-        match topics.last_mut() {
-            Some(last) if last.name.0.as_str() == topic => last.partitions.push(answer),
-            _ => topics.push(
-                OffsetFetchResponseTopics::default()
-                    .with_name(TopicName(StrBytes::from_string(topic)))
-                    .with_partitions(vec![answer]),
-            ),
-        }
-    }
+    let topics = by_topic(offsets)
+        .into_iter()
+        .map(|(topic, partitions)| {
+            let partitions = partitions
+                .into_iter()
+                .map(|(partition, (offset, epoch, metadata))| {
+                    OffsetFetchResponsePartitions::default()
+                        .with_partition_index(partition)
+                        .with_committed_offset(offset)
+                        .with_committed_leader_epoch(epoch)
+                        .with_metadata(Some(metadata))
+                })
+                .collect();
+            OffsetFetchResponseTopics::default()
+                .with_name(topic)
+                .with_partitions(partitions)
+        })
+        .collect();
     OffsetFetchResponseGroup::default()
         .with_group_id(group_id)
         .with_topics(topics)
 }
 
 /// Offset, leader epoch and metadata of a commit; −1, −1, "" without one.
-fn unpack(value: Option<OffsetValue>) -> (i64, i32, String) {
-    match value {
-        Some(v) => (v.offset, v.leader_epoch, v.metadata),
-        None => (-1, -1, String::new()),
+type Unpacked = (i64, i32, StrBytes);
+
+/// Consecutive partitions of one topic under that topic, in the coordinator's order.
+fn by_topic(
+    offsets: Vec<(String, i32, Option<OffsetValue>)>,
+) -> Vec<(TopicName, Vec<(i32, Unpacked)>)> {
+    let mut topics: Vec<(TopicName, Vec<(i32, Unpacked)>)> = Vec::new();
+    for (topic, partition, value) in offsets {
+        let unpacked = match value {
+            Some(v) => (v.offset, v.leader_epoch, StrBytes::from_string(v.metadata)),
+            None => (-1, -1, StrBytes::default()),
+        };
+        match topics.last_mut() {
+            Some((name, partitions)) if name.0.as_str() == topic => {
+                partitions.push((partition, unpacked))
+            }
+            _ => topics.push((
+                TopicName(StrBytes::from_string(topic)),
+                vec![(partition, unpacked)],
+            )),
+        }
     }
+    topics
 }
