@@ -81,7 +81,12 @@ impl TxnMetadata {
     /// When `tick` next has work for this id (timeout or expiry).
     fn deadline(&self, config: &TxnConfig) -> Option<i64> {
         match self.state {
-            TxnState::Ongoing => Some(self.start_ms.saturating_add(i64::from(self.timeout_ms))),
+            // Kafka aborts once `start + timeout < now`: the first due millisecond is one past.
+            TxnState::Ongoing => Some(
+                self.start_ms
+                    .saturating_add(i64::from(self.timeout_ms))
+                    .saturating_add(1),
+            ),
             s if s.is_idle() && self.parked_init.is_none() => {
                 Some(self.last_update_ms.saturating_add(config.id_expiration_ms))
             }
@@ -119,6 +124,13 @@ impl TxnCoordinator {
 
     pub fn get(&self, transactional_id: &str) -> Option<&TxnMetadata> {
         self.txns.get(transactional_id)
+    }
+
+    /// DescribeTransactions: one id's state, or [`TxnError::TransactionalIdNotFound`].
+    pub fn describe(&self, transactional_id: &str) -> Result<&TxnMetadata, TxnError> {
+        self.txns
+            .get(transactional_id)
+            .ok_or(TxnError::TransactionalIdNotFound)
     }
 
     /// Every transactional id and its state, sorted by id (ListTransactions).
@@ -380,17 +392,13 @@ impl TxnCoordinator {
                 if meta.state.is_completing() {
                     return Err(TxnError::ConcurrentTransactions);
                 }
-                let state = meta.state;
-                let ongoing = state == TxnState::Ongoing;
+                let ongoing = meta.state == TxnState::Ongoing;
                 Ok(Answer::Verified(
                     partitions
                         .iter()
                         .map(|tp| {
                             let ok = ongoing && meta.partitions.contains(tp);
-                            (
-                                tp.clone(),
-                                (!ok).then_some(TxnError::InvalidTxnState { state }),
-                            )
+                            (tp.clone(), (!ok).then_some(TxnError::TransactionAbortable))
                         })
                         .collect(),
                 ))

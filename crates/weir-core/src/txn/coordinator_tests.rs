@@ -333,12 +333,7 @@ fn verify_partitions_reports_membership() {
         only_reply(&fx, 5),
         Ok(Answer::Verified(vec![
             (tp("a", 0), None),
-            (
-                tp("z", 0),
-                Some(TxnError::InvalidTxnState {
-                    state: TxnState::Ongoing
-                })
-            ),
+            (tp("z", 0), Some(TxnError::TransactionAbortable)),
         ]))
     );
     assert!(fx.records.is_empty());
@@ -473,10 +468,11 @@ fn end_txn_abort_then_complete_abort() {
 fn timed_out_transaction_is_aborted_with_epoch_bump() {
     let (mut c, mut ids, pid, epoch) = ongoing();
     // Started at 100 with a 10 s timeout.
-    assert_eq!(c.next_deadline(), Some(100 + i64::from(TIMEOUT_MS)));
-    let fx = c.tick(10_099);
-    assert_eq!(fx, Effects::default());
+    // Kafka aborts once start + timeout < now.
+    assert_eq!(c.next_deadline(), Some(100 + i64::from(TIMEOUT_MS) + 1));
     let fx = c.tick(10_100);
+    assert_eq!(fx, Effects::default());
+    let fx = c.tick(10_101);
     assert_eq!(fx.markers.len(), 1);
     assert_eq!(fx.markers[0].result, TxnResult::Abort);
     assert_eq!(fx.markers[0].producer_epoch, epoch + 1);
@@ -507,6 +503,7 @@ fn idle_ids_expire_with_a_tombstone() {
         }]
     );
     assert!(c.get("t").is_none());
+    assert_eq!(c.describe("t"), Err(TxnError::TransactionalIdNotFound));
     assert_eq!(c.next_deadline(), None);
     // The id starts over with a new producer id.
     let fx = c.init_producer_id(&init_req("t"), 2, &mut ids.alloc(), 200_000);
@@ -567,7 +564,7 @@ fn restart_mid_transaction_keeps_it_open_and_timed() {
         (TxnState::Ongoing, pid, epoch)
     );
     assert_eq!(restored.next_deadline(), c.next_deadline());
-    let fx = restored.tick(100 + i64::from(TIMEOUT_MS));
+    let fx = restored.tick(100 + i64::from(TIMEOUT_MS) + 1);
     assert_eq!(fx.markers.len(), 1);
     assert_eq!(fx.markers[0].producer_epoch, epoch + 1);
 }
@@ -804,4 +801,53 @@ proptest! {
         // The log rebuilds the same durable state.
         prop_assert_eq!(replay(&log).snapshot(), c.snapshot());
     }
+}
+
+#[test]
+fn parked_init_keeps_kip360_retry_answer() {
+    let (mut c, mut ids, pid, epoch) = ongoing();
+    let req = InitProducerId {
+        current: Some((pid, epoch)),
+        ..init_req("t")
+    };
+    // A stale epoch cannot fence the open transaction.
+    let stale = InitProducerId {
+        current: Some((pid, epoch + 5)),
+        ..init_req("t")
+    };
+    let fx = c.init_producer_id(&stale, 1, &mut ids.alloc(), 150);
+    assert_eq!(only_reply(&fx, 1), Err(TxnError::ProducerFenced));
+    assert!(fx.markers.is_empty());
+    let fx = c.init_producer_id(&req, 2, &mut ids.alloc(), 200);
+    assert!(fx.replies.is_empty());
+    let fx = c.markers_written("t", pid, epoch + 1, &mut ids.alloc(), 300);
+    assert_eq!(pid_of(&fx, 2), (pid, epoch + 2));
+    // The producer never got that answer and retries with its old epoch: same answer.
+    let fx = c.init_producer_id(&req, 3, &mut ids.alloc(), 310);
+    assert_eq!(pid_of(&fx, 3), (pid, epoch + 2));
+}
+
+#[test]
+fn timeout_at_last_epoch_fences_to_max_then_rotates() {
+    let mut c = TxnCoordinator::new(config());
+    let mut ids = Ids::new();
+    c.apply(&TxnRecord {
+        transactional_id: "t".into(),
+        value: Some(TxnLogValue {
+            producer_id: 5,
+            previous_producer_id: -1,
+            producer_epoch: i16::MAX - 1,
+            timeout_ms: TIMEOUT_MS,
+            state: TxnState::Ongoing,
+            partitions: [tp("a", 0)].into_iter().collect(),
+            last_update_ms: 0,
+            start_ms: 0,
+        }),
+    });
+    let fx = c.tick(i64::from(TIMEOUT_MS) + 1);
+    assert_eq!(fx.markers[0].producer_epoch, i16::MAX);
+    c.markers_written("t", 5, i16::MAX, &mut ids.alloc(), 20_000);
+    let fx = c.init_producer_id(&init_req("t"), 1, &mut ids.alloc(), 20_001);
+    assert_eq!(pid_of(&fx, 1), (1000, 0));
+    assert_eq!(c.get("t").map(|m| m.previous_producer_id), Some(5));
 }

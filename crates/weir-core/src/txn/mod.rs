@@ -180,6 +180,10 @@ pub enum TxnError {
     InvalidProducerIdMapping,
     #[error("invalid transaction state: {state:?}")]
     InvalidTxnState { state: TxnState },
+    /// A partition written outside the transaction (verify-only AddPartitionsToTxn): the
+    /// producer must abort.
+    #[error("transaction abortable")]
+    TransactionAbortable,
     #[error("transactional id not found")]
     TransactionalIdNotFound,
     /// The allocator gave no producer id.
