@@ -19,6 +19,7 @@ pub mod group_log;
 pub mod groups;
 mod log_dirs;
 pub mod producer_ids;
+pub mod txn;
 
 pub use broker::{Broker, BrokerConfig, CoreError};
 pub use catalog::{TopicId, TopicInfo};
