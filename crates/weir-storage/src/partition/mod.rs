@@ -11,6 +11,8 @@
 //!      /00000000000000000000.tagindex   tag index (sealed segments; see tag_index)
 //!      /partition.meta                  log start offset, recovery point (atomic, checksummed)
 //! ```
+//! Open and aborted transactions ([`txn`]) are pure state kept by the store with the
+//! producer state, persisted in its snapshot and rebuilt from the batches when it is lost.
 //! Data is written with positioned, buffered writes through the shared [`FileCache`] and
 //! fsynced only by [`PartitionLog::flush`]; durability before that is the WAL's job, which
 //! re-applies entries past [`PartitionLog::recovery_point`] after a crash.
@@ -37,6 +39,7 @@ pub mod key_index;
 mod meta;
 mod segment;
 pub mod tag_index;
+pub mod txn;
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
