@@ -682,11 +682,21 @@ mod tests {
             Err(ProducerError::InvalidEpoch { current: 3, .. })
         ));
         assert_eq!(s.check_marker(6, 3), Ok(()));
-        assert_eq!(s.check_marker(99, 0), Ok(()), "unknown producers are accepted");
+        assert_eq!(
+            s.check_marker(99, 0),
+            Ok(()),
+            "unknown producers are accepted"
+        );
         s.record_marker(6, 4, 0);
         assert_eq!(s.epoch(6), Some(4));
-        assert!(s.check(&batch(6, 3, 1, 1)).is_err(), "the old epoch is fenced");
-        assert!(s.check(&batch(6, 4, 1, 1)).is_err(), "the new epoch starts at 0");
+        assert!(
+            s.check(&batch(6, 3, 1, 1)).is_err(),
+            "the old epoch is fenced"
+        );
+        assert!(
+            s.check(&batch(6, 4, 1, 1)).is_err(),
+            "the new epoch starts at 0"
+        );
         assert_eq!(s.check(&batch(6, 4, 0, 1)), Ok(Decision::Append));
     }
 

@@ -761,8 +761,7 @@ impl Store {
         builder.attributes = batch::END_TXN_MARKER_ATTRIBUTES;
         builder.producer_id = producer_id;
         builder.producer_epoch = producer_epoch;
-        builder
-            .push_record(batch::end_txn_marker_record(commit, coordinator_epoch));
+        builder.push_record(batch::end_txn_marker_record(commit, coordinator_epoch));
         let marker = builder.build();
         let validated = batch::validate_batches_from(
             &marker,
@@ -1115,7 +1114,8 @@ fn recover_producers(
             let last = header.base_offset + i64::from(header.last_offset_delta);
             if last >= offset && header.has_producer_id() {
                 // A marker's type is in its record: read the (small) control batch whole.
-                let whole = if header.is_control() && header.total_len() <= CONTROL_BATCH_MAX_BYTES {
+                let whole = if header.is_control() && header.total_len() <= CONTROL_BATCH_MAX_BYTES
+                {
                     let mut bytes = vec![0u8; header.total_len()];
                     slice
                         .file

@@ -28,8 +28,10 @@ fn open(dir: &Path) -> Store {
 fn setup(dir: &Path, flush: FlushPolicy) -> (Store, TopicPartition) {
     let store = open(dir);
     let id = TopicPartition::new("txn", 0);
-    let mut config = TopicConfig::default();
-    config.flush = flush;
+    let mut config = TopicConfig {
+        flush,
+        ..TopicConfig::default()
+    };
     config.partition.segment_bytes = 4096;
     store.create_partition(&id, config).expect("create");
     (store, id)
@@ -105,24 +107,45 @@ fn markers_move_the_lso_and_record_aborts() {
         .expect("read")
         .expect("data below the LSO");
     assert_eq!((slice.first_offset, slice.last_offset), (0, 0));
-    assert!(store.read_bounded(&id, 1, 1, 1 << 20).expect("read").is_none());
+    assert!(
+        store
+            .read_bounded(&id, 1, 1, 1 << 20)
+            .expect("read")
+            .is_none()
+    );
     let all = store.read(&id, 0, 1 << 20).expect("read").expect("data");
     assert_eq!(all.last_offset, 4);
 
     assert_eq!(marker(&store, &id, 8, true), 5);
-    assert_eq!(store.last_stable_offset(&id).expect("lso"), 1, "7 is still open");
+    assert_eq!(
+        store.last_stable_offset(&id).expect("lso"),
+        1,
+        "7 is still open"
+    );
     assert_eq!(marker(&store, &id, 7, false), 6);
     assert_eq!(store.last_stable_offset(&id).expect("lso"), 7);
     assert_eq!(
         store.aborted_transactions(&id, 0, 7).expect("aborted"),
         vec![(7, 1)]
     );
-    assert_eq!(store.aborted_transactions(&id, 7, 100).expect("aborted"), vec![]);
-    assert_eq!(store.aborted_transactions(&id, 6, 100).expect("aborted"), vec![(7, 1)]);
-    assert_eq!(store.aborted_transactions(&id, 0, 1).expect("aborted"), vec![]);
+    assert_eq!(
+        store.aborted_transactions(&id, 7, 100).expect("aborted"),
+        vec![]
+    );
+    assert_eq!(
+        store.aborted_transactions(&id, 6, 100).expect("aborted"),
+        vec![(7, 1)]
+    );
+    assert_eq!(
+        store.aborted_transactions(&id, 0, 1).expect("aborted"),
+        vec![]
+    );
 
     // The marker batch is stored as Kafka's: control + transactional, one record, ABORT.
-    let slice = store.read_bounded(&id, 6, 7, 1 << 20).expect("read").expect("marker");
+    let slice = store
+        .read_bounded(&id, 6, 7, 1 << 20)
+        .expect("read")
+        .expect("marker");
     let bytes = slice.read_to_vec().expect("bytes");
     let header = BatchHeader::parse(&bytes).expect("header");
     assert!(header.is_control() && header.is_transactional());
@@ -148,9 +171,15 @@ fn markers_are_fenced_by_epoch() {
         Err(StoreError::Producer(ProducerError::InvalidEpoch { current: 2, .. })) => {}
         other => panic!("expected a fenced marker, got {other:?}"),
     }
-    assert_eq!(store.offsets(&id).expect("offsets").log_end_offset, 1, "nothing written");
+    assert_eq!(
+        store.offsets(&id).expect("offsets").log_end_offset,
+        1,
+        "nothing written"
+    );
     // The coordinator aborts with a bumped epoch (a fenced producer's transaction).
-    store.append_control(&id, 3, 3, false, 0, NOW).expect("epoch 3");
+    store
+        .append_control(&id, 3, 3, false, 0, NOW)
+        .expect("epoch 3");
     assert_eq!(store.producer_epoch(&id, 3).expect("epoch"), Some(3));
     assert_eq!(store.last_stable_offset(&id).expect("lso"), 2);
     match store.append(&id, &txn_batch(3, 2, 1, 1), NOW) {
@@ -158,14 +187,18 @@ fn markers_are_fenced_by_epoch() {
         other => panic!("the old epoch's data must be fenced, got {other:?}"),
     }
     // Markers for a producer the partition never saw are accepted (Kafka does too).
-    store.append_control(&id, 44, 0, true, 0, NOW).expect("unknown producer");
+    store
+        .append_control(&id, 44, 0, true, 0, NOW)
+        .expect("unknown producer");
 }
 
 /// What the store says about transactions, for comparing before and after a reopen.
 fn txn_view(store: &Store, id: &TopicPartition) -> (i64, Vec<(i64, i64)>) {
     (
         store.last_stable_offset(id).expect("lso"),
-        store.aborted_transactions(id, 0, i64::MAX).expect("aborted"),
+        store
+            .aborted_transactions(id, 0, i64::MAX)
+            .expect("aborted"),
     )
 }
 
@@ -209,7 +242,11 @@ fn transactions_survive_a_clean_reopen_and_a_lost_snapshot() {
     bytes[last] ^= 0xff;
     std::fs::write(&snapshot, &bytes).expect("damage");
     let store = open(dir.path());
-    assert_eq!(txn_view(&store, &id), expected, "rebuilt past a damaged snapshot");
+    assert_eq!(
+        txn_view(&store, &id),
+        expected,
+        "rebuilt past a damaged snapshot"
+    );
 }
 
 #[test]
@@ -249,7 +286,9 @@ fn model_from_log(store: &Store, id: &TopicPartition) -> (i64, Vec<(i64, i64)>) 
             } else if header.is_control() {
                 let one = &bytes[position..position + header.total_len()];
                 let records = batch::decode_records(one).expect("records");
-                let kind = batch::control_record(&records[0]).expect("control").control_type;
+                let kind = batch::control_record(&records[0])
+                    .expect("control")
+                    .control_type;
                 let first = open.remove(&header.producer_id);
                 if kind == ControlType::Abort {
                     aborted.push((header.producer_id, first.unwrap_or(header.base_offset)));
@@ -317,7 +356,12 @@ fn transactions_are_rebuilt_after_files_are_cut_at_a_random_point() {
                         .last_offset
                         + 1
                 }
-                _ => acked_end = producers.send(&store, &id, pid, 1 + rng.below(3) as usize).1 + 1,
+                _ => {
+                    acked_end = producers
+                        .send(&store, &id, pid, 1 + rng.below(3) as usize)
+                        .1
+                        + 1
+                }
             }
             if step == checkpoint_at {
                 store.checkpoint(NOW).expect("checkpoint");
@@ -338,12 +382,18 @@ fn transactions_are_rebuilt_after_files_are_cut_at_a_random_point() {
             let len = std::fs::metadata(&path).expect("stat").len();
             let floor = synced.get(&path).copied().unwrap_or(0).min(len);
             let cut = floor + rng.below(len - floor + 1);
-            let file = std::fs::OpenOptions::new().write(true).open(&path).expect("open");
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .expect("open");
             file.set_len(cut).expect("cut");
         }
         let store = open(dir.path());
         let end = store.offsets(&id).expect("offsets").log_end_offset;
-        assert!(end >= acked_end, "seed {seed} round {round}: acknowledged data lost");
+        assert!(
+            end >= acked_end,
+            "seed {seed} round {round}: acknowledged data lost"
+        );
         assert_eq!(
             txn_view(&store, &id),
             model_from_log(&store, &id),

@@ -207,9 +207,9 @@ fn plan(broker: &Broker, targets: &[TopicTarget], max_bytes: u64, read_committed
             let read = if !first && limit == 0 {
                 Ok(None)
             } else if read_committed {
-                store.last_stable_offset(id).and_then(|lso| {
-                    store.read_bounded(id, target.fetch_offset, lso, limit_u32)
-                })
+                store
+                    .last_stable_offset(id)
+                    .and_then(|lso| store.read_bounded(id, target.fetch_offset, lso, limit_u32))
             } else {
                 store.read(id, target.fetch_offset, limit_u32)
             };
@@ -297,10 +297,10 @@ fn partition_data(partition: i32, read: PartitionRead) -> PartitionData {
         }
         None => Bytes::new(),
     };
-    let (high_watermark, last_stable_offset, log_start_offset) = read.offsets.map_or(
-        (-1, -1, -1),
-        |o| (o.high_watermark, o.last_stable_offset, o.log_start_offset),
-    );
+    let (high_watermark, last_stable_offset, log_start_offset) =
+        read.offsets.map_or((-1, -1, -1), |o| {
+            (o.high_watermark, o.last_stable_offset, o.log_start_offset)
+        });
     let aborted = read
         .aborted
         .unwrap_or_default()
@@ -435,7 +435,11 @@ mod tests {
             }
             let response = fetch(&h, request, version).await;
             let p = partition(&response, 0);
-            assert_eq!((p.high_watermark, p.last_stable_offset), (5, 1), "v{version}");
+            assert_eq!(
+                (p.high_watermark, p.last_stable_offset),
+                (5, 1),
+                "v{version}"
+            );
             assert_eq!(batches(&p.records), vec![(0, 1)], "only below the LSO");
             assert_eq!(p.aborted_transactions, Some(Vec::new()));
         }
@@ -451,8 +455,12 @@ mod tests {
         assert_eq!((p.high_watermark, p.last_stable_offset), (5, 1));
         assert_eq!(p.aborted_transactions, Some(Vec::new()));
 
-        store.append_control(&id, 7, 0, false, 0, 1).expect("abort 7"); // 5
-        store.append_control(&id, 8, 0, true, 0, 1).expect("commit 8"); // 6
+        store
+            .append_control(&id, 7, 0, false, 0, 1)
+            .expect("abort 7"); // 5
+        store
+            .append_control(&id, 8, 0, true, 0, 1)
+            .expect("commit 8"); // 6
         let response = fetch(&h, committed("t", 0), 11).await;
         let p = partition(&response, 0);
         assert_eq!((p.high_watermark, p.last_stable_offset), (7, 7));
@@ -466,7 +474,10 @@ mod tests {
         assert_eq!(aborted, vec![(7, 1)]);
         // A fetch past the abort marker is told of no aborted transaction.
         let response = fetch(&h, committed("t", 6), 11).await;
-        assert_eq!(partition(&response, 0).aborted_transactions, Some(Vec::new()));
+        assert_eq!(
+            partition(&response, 0).aborted_transactions,
+            Some(Vec::new())
+        );
         // A fetch whose returned range ends before the aborted transaction began.
         let mut request = committed("t", 0);
         request.topics[0].partitions[0].partition_max_bytes = 1;

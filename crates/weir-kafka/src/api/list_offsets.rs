@@ -213,7 +213,11 @@ mod tests {
             response.topics[0].partitions[0].offset
         };
         assert_eq!(latest(0), 3, "read_uncommitted: the high watermark");
-        assert_eq!(latest(READ_COMMITTED), 1, "read_committed: the open transaction's start");
+        assert_eq!(
+            latest(READ_COMMITTED),
+            1,
+            "read_committed: the open transaction's start"
+        );
         store.append_control(&id, 3, 0, true, 0, 1).expect("commit"); // 3
         assert_eq!(latest(READ_COMMITTED), 4);
     }

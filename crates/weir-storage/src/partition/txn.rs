@@ -65,8 +65,8 @@ impl TxnState {
         }
         let pid = header.producer_id;
         if !header.is_control() {
-            if !self.open.contains_key(&pid) {
-                self.open.insert(pid, header.base_offset);
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.open.entry(pid) {
+                slot.insert(header.base_offset);
                 self.open_by_offset.insert((header.base_offset, pid));
             }
             return;
@@ -128,7 +128,9 @@ impl TxnState {
     /// Every aborted transaction with `last_offset ≥ fetch_offset` and
     /// `first_offset < upper_bound`, ascending by marker offset.
     pub fn aborted(&self, fetch_offset: i64, upper_bound: i64) -> Vec<AbortedTxn> {
-        let from = self.aborted.partition_point(|t| t.last_offset < fetch_offset);
+        let from = self
+            .aborted
+            .partition_point(|t| t.last_offset < fetch_offset);
         self.aborted
             .range(from..)
             .filter(|t| t.first_offset < upper_bound)
