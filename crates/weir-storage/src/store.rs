@@ -14,6 +14,14 @@
 //! the partition at each checkpoint (`producers.snapshot`, not fsynced: an accelerator)
 //! and rebuilt on open from the snapshot plus the headers of the batches past it.
 //!
+//! Transactions ride on the same state (`partition::txn`): a transactional batch opens its
+//! producer's transaction, a marker written by [`Store::append_control`] (through the WAL
+//! like any append, fenced by the producer's epoch) closes it, and an ABORT is recorded in
+//! the partition's aborted-transaction index. [`Store::last_stable_offset`],
+//! [`Store::aborted_transactions`] and [`Store::read_bounded`] serve `read_committed`
+//! readers. The snapshot (format `WPS2`) carries them; control batches are read whole
+//! when the state is rebuilt from the log.
+//!
 //! Single node today: the term is fixed and the high watermark follows the log end. The
 //! cluster issue puts openraft in front of [`Wal`] and moves the high watermark to the
 //! commit index.

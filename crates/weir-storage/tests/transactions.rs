@@ -401,3 +401,82 @@ fn transactions_are_rebuilt_after_files_are_cut_at_a_random_point() {
         );
     }
 }
+
+/// Compaction does not know which transactions committed: a transactional record (here an
+/// aborted one) must not supersede an earlier committed value of its key, and the
+/// transaction's batches and marker stay.
+#[test]
+fn compaction_never_lets_a_transactional_record_supersede() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    let id = TopicPartition::new("compacted", 0);
+    let mut config = TopicConfig::default();
+    config.partition.segment_bytes = 1024;
+    config.partition.cleanup_policy = weir_storage::partition::CleanupPolicy {
+        delete: false,
+        compact: true,
+    };
+    store.create_partition(&id, config).expect("create");
+    let keyed = |key: &[u8], value: &[u8], pid: i64| {
+        let mut builder = BatchBuilder::new(0, NOW);
+        if pid >= 0 {
+            builder.producer_id = pid;
+            builder.producer_epoch = 0;
+            builder.base_sequence = 0;
+            builder.attributes = TRANSACTIONAL;
+        }
+        builder.push(NOW, Some(key), Some(value), &[]);
+        builder.build()
+    };
+    store
+        .append(&id, &keyed(b"k", b"committed", -1), NOW)
+        .expect("plain");
+    store
+        .append(&id, &keyed(b"k", b"aborted", 5), NOW)
+        .expect("txn");
+    store
+        .append_control(&id, 5, 0, false, 0, NOW)
+        .expect("abort");
+    // Superseded plain values, to show compaction did run; then enough to seal segments.
+    store
+        .append(&id, &keyed(b"p", b"old", -1), NOW)
+        .expect("plain");
+    for i in 0..40 {
+        let value = vec![b'x'; 100];
+        let key = if i < 39 {
+            format!("pad{i}")
+        } else {
+            "p".to_string()
+        };
+        store
+            .append(&id, &keyed(key.as_bytes(), &value, -1), NOW)
+            .expect("pad");
+    }
+    let report = store.maintain(NOW).expect("maintain");
+    assert_eq!(report.partitions_compacted, 1, "compaction ran");
+    let mut values = Vec::new();
+    let mut at = store.offsets(&id).expect("offsets").log_start_offset;
+    while let Some(slice) = store.read(&id, at, 1 << 20).expect("read") {
+        let bytes = slice.read_to_vec().expect("bytes");
+        for walked in batch::headers(&bytes) {
+            let (position, header) = walked.expect("batch");
+            let one = &bytes[position..position + header.total_len()];
+            if !header.is_control() {
+                for record in batch::decode_records(one).expect("records") {
+                    values.push((record.key.unwrap_or_default(), record.value));
+                }
+            }
+        }
+        at = slice.last_offset + 1;
+    }
+    let has = |key: &[u8], value: &[u8]| values.contains(&(key.to_vec(), Some(value.to_vec())));
+    assert!(has(b"k", b"committed"), "{values:?}");
+    assert!(has(b"k", b"aborted"));
+    assert!(!has(b"p", b"old"), "p's old value was compacted away");
+    assert_eq!(
+        store
+            .aborted_transactions(&id, 0, i64::MAX)
+            .expect("aborted"),
+        vec![(5, 1)]
+    );
+}

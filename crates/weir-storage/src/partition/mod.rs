@@ -921,7 +921,11 @@ impl PartitionLog {
         candidates.into_iter().rev().find(|&offset| {
             // An unreadable record is treated as not superseding: compaction then keeps the
             // older value, which is always safe.
-            matches!(self.record_at(active, offset), Ok(Some((_, r))) if r.key.as_deref() == Some(key))
+            // A transactional record supersedes nothing: it may be aborted (see compaction).
+            matches!(
+                self.record_at(active, offset),
+                Ok(Some((h, r))) if !h.is_transactional() && r.key.as_deref() == Some(key)
+            )
         })
     }
 
