@@ -16,6 +16,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::batch::BatchHeader;
+use crate::partition::txn::{self, TxnState};
 
 /// Batches remembered per producer for duplicate detection: Kafka's
 /// `NUM_BATCHES_TO_RETAIN`, matching clients' `max.in.flight.requests.per.connection` ≤ 5
@@ -29,7 +30,10 @@ pub const PRODUCERS_PER_PARTITION_MAX: usize = 1_000;
 /// forgotten.
 pub const PRODUCER_ID_EXPIRATION_MS: i64 = 24 * 60 * 60 * 1000;
 
-const SNAPSHOT_MAGIC: &[u8; 4] = b"WPS1";
+/// Version 1: producers only. Version 2 (transactions): producers, then the partition's
+/// open and aborted transactions ([`TxnState::encode_into`]). Both are read.
+const SNAPSHOT_MAGIC_V1: &[u8; 4] = b"WPS1";
+const SNAPSHOT_MAGIC: &[u8; 4] = b"WPS2";
 /// magic + through offset + producer count.
 const SNAPSHOT_HEADER_LEN: usize = 4 + 8 + 4;
 /// id + epoch + last used + batch count.
@@ -40,6 +44,7 @@ const SNAPSHOT_CRC_LEN: usize = 4;
 /// Largest valid snapshot: a reader refuses anything bigger before allocating.
 pub const SNAPSHOT_MAX_BYTES: usize = SNAPSHOT_HEADER_LEN
     + PRODUCERS_PER_PARTITION_MAX * (SNAPSHOT_ENTRY_LEN + BATCHES_KEPT * SNAPSHOT_BATCH_LEN)
+    + txn::ENCODED_MAX_BYTES
     + SNAPSHOT_CRC_LEN;
 
 /// The producer fields of a batch header.
@@ -129,6 +134,9 @@ pub enum ProducerError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProducerStates {
     producers: HashMap<i64, ProducerEntry>,
+    /// Open and aborted transactions: snapshotted with the producers, but kept apart from
+    /// them, since a producer forgotten (evicted, expired) may still have one open.
+    txns: TxnState,
     /// Changed since the last snapshot.
     dirty: bool,
 }
@@ -148,6 +156,55 @@ impl ProducerStates {
 
     pub fn mark_clean(&mut self) {
         self.dirty = false;
+    }
+
+    pub fn txns(&self) -> &TxnState {
+        &self.txns
+    }
+
+    /// Feeds a batch to the transaction state (see [`TxnState::on_batch`]).
+    pub fn record_txn(&mut self, header: &BatchHeader, control: Option<crate::batch::ControlType>) {
+        if header.is_transactional() {
+            self.txns.on_batch(header, control);
+            self.dirty = true;
+        }
+    }
+
+    /// Fencing of a transaction marker: an epoch older than the producer's is refused
+    /// (Kafka's `appendEndTxnMarker`); a producer the partition does not know is accepted.
+    pub fn check_marker(&self, producer_id: i64, epoch: i16) -> Result<(), ProducerError> {
+        match self.producers.get(&producer_id) {
+            Some(entry) if epoch < entry.epoch => Err(ProducerError::InvalidEpoch {
+                producer_id,
+                epoch,
+                current: entry.epoch,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records a marker written for `producer_id` at `epoch`: a newer epoch replaces the
+    /// known one (its batches are no longer duplicates: the next must start at sequence 0).
+    pub fn record_marker(&mut self, producer_id: i64, epoch: i16, now_ms: i64) {
+        if !self.producers.contains_key(&producer_id)
+            && self.producers.len() >= PRODUCERS_PER_PARTITION_MAX
+        {
+            self.evict_least_recently_used();
+        }
+        let entry = self
+            .producers
+            .entry(producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch,
+                batches: VecDeque::with_capacity(BATCHES_KEPT),
+                last_used_ms: now_ms,
+            });
+        if epoch > entry.epoch {
+            entry.epoch = epoch;
+            entry.batches.clear();
+        }
+        entry.last_used_ms = entry.last_used_ms.max(now_ms);
+        self.dirty = true;
     }
 
     /// The epoch known for `producer_id`, if any.
@@ -265,14 +322,15 @@ impl ProducerStates {
     }
 
     /// Forgets producers whose last batch is below `log_start` (retention or DeleteRecords
-    /// removed it), as Kafka does: such a producer's next batch gets UNKNOWN_PRODUCER_ID
+    /// removed it), and aborted transactions whose marker is, as Kafka does: such a producer's next batch gets UNKNOWN_PRODUCER_ID
     /// with a log start offset past its last acknowledged one, which clients read as
     /// "retention, not loss" and answer by restarting the partition's sequence at 0.
     pub fn remove_before(&mut self, log_start: i64) {
         let before = self.producers.len();
         self.producers
             .retain(|_, e| e.batches.back().is_some_and(|b| b.last_offset >= log_start));
-        if self.producers.len() != before {
+        let txns_changed = self.txns.remove_before(log_start);
+        if self.producers.len() != before || txns_changed {
             self.dirty = true;
         }
     }
@@ -314,6 +372,7 @@ impl ProducerStates {
                 out.extend_from_slice(&b.last_offset.to_be_bytes());
             }
         }
+        self.txns.encode_into(&mut out);
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_be_bytes());
         out
@@ -333,9 +392,11 @@ impl ProducerStates {
             return Err("CRC mismatch");
         }
         let mut r = Reader { buf: body };
-        if r.take::<4>()? != *SNAPSHOT_MAGIC {
-            return Err("not a producer snapshot");
-        }
+        let version = match &r.take::<4>()? {
+            SNAPSHOT_MAGIC_V1 => 1,
+            SNAPSHOT_MAGIC => 2,
+            _ => return Err("not a producer snapshot"),
+        };
         let through = i64::from_be_bytes(r.take()?);
         let count = u32::from_be_bytes(r.take()?) as usize;
         if count > PRODUCERS_PER_PARTITION_MAX {
@@ -368,12 +429,18 @@ impl ProducerStates {
                 },
             );
         }
+        let txns = if version >= 2 {
+            TxnState::decode_from(|n| r.take_slice(n))?
+        } else {
+            TxnState::default()
+        };
         if !r.buf.is_empty() {
             return Err("bytes after the last producer");
         }
         Ok((
             Self {
                 producers,
+                txns,
                 dirty: false,
             },
             through,
@@ -390,6 +457,15 @@ impl Reader<'_> {
         let (head, rest) = self.buf.split_first_chunk::<N>().ok_or("truncated")?;
         self.buf = rest;
         Ok(*head)
+    }
+
+    fn take_slice(&mut self, n: usize) -> Result<Vec<u8>, &'static str> {
+        if n > self.buf.len() {
+            return Err("truncated");
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head.to_vec())
     }
 }
 
@@ -577,6 +653,51 @@ mod tests {
         let mut flipped = bytes.clone();
         flipped[20] ^= 1;
         assert!(ProducerStates::decode(&flipped).is_err());
+    }
+
+    #[test]
+    fn version_1_snapshots_are_read_with_no_transactions() {
+        let mut s = ProducerStates::default();
+        s.record(&batch(4, 1, 0, 2), 0, 1, 0);
+        let v2 = s.encode(2);
+        // Version 1 is version 2 without the transaction section (two zero counts).
+        let body = &v2[..v2.len() - SNAPSHOT_CRC_LEN - 8];
+        assert_eq!(&v2[body.len()..v2.len() - SNAPSHOT_CRC_LEN], &[0u8; 8]);
+        let mut v1 = body.to_vec();
+        v1[..4].copy_from_slice(SNAPSHOT_MAGIC_V1);
+        let crc = crc32c::crc32c(&v1);
+        v1.extend_from_slice(&crc.to_be_bytes());
+        let (back, through) = ProducerStates::decode(&v1).expect("version 1 decodes");
+        assert_eq!(through, 2);
+        assert_eq!(back.epoch(4), Some(1));
+        assert_eq!(back.txns().open_count(), 0);
+    }
+
+    #[test]
+    fn markers_fence_older_epochs_and_bump_newer_ones() {
+        let mut s = ProducerStates::default();
+        s.record(&batch(6, 3, 0, 1), 0, 0, 0);
+        assert!(matches!(
+            s.check_marker(6, 2),
+            Err(ProducerError::InvalidEpoch { current: 3, .. })
+        ));
+        assert_eq!(s.check_marker(6, 3), Ok(()));
+        assert_eq!(
+            s.check_marker(99, 0),
+            Ok(()),
+            "unknown producers are accepted"
+        );
+        s.record_marker(6, 4, 0);
+        assert_eq!(s.epoch(6), Some(4));
+        assert!(
+            s.check(&batch(6, 3, 1, 1)).is_err(),
+            "the old epoch is fenced"
+        );
+        assert!(
+            s.check(&batch(6, 4, 1, 1)).is_err(),
+            "the new epoch starts at 0"
+        );
+        assert_eq!(s.check(&batch(6, 4, 0, 1)), Ok(Decision::Append));
     }
 
     /// A producer's appended batches of its epoch: (first seq, last seq, base, last offset).

@@ -14,6 +14,14 @@
 //! the partition at each checkpoint (`producers.snapshot`, not fsynced: an accelerator)
 //! and rebuilt on open from the snapshot plus the headers of the batches past it.
 //!
+//! Transactions ride on the same state (`partition::txn`): a transactional batch opens its
+//! producer's transaction, a marker written by [`Store::append_control`] (through the WAL
+//! like any append, fenced by the producer's epoch) closes it, and an ABORT is recorded in
+//! the partition's aborted-transaction index. [`Store::last_stable_offset`],
+//! [`Store::aborted_transactions`] and [`Store::read_bounded`] serve `read_committed`
+//! readers. The snapshot (format `WPS2`) carries them; control batches are read whole
+//! when the state is rebuilt from the log.
+//!
 //! Single node today: the term is fixed and the high watermark follows the log end. The
 //! cluster issue puts openraft in front of [`Wal`] and moves the high watermark to the
 //! commit index.
@@ -50,6 +58,9 @@ const PRODUCER_SNAPSHOT_FILE: &str = "producers.snapshot";
 /// Bytes of log asked for per step while rebuilding producer state from batch headers;
 /// only the headers inside are read.
 const PRODUCER_SCAN_STEP_BYTES: u32 = 64 * 1024 * 1024;
+/// Largest control batch read whole while rebuilding transaction state: a marker is about
+/// 80 bytes; a bigger one (damage, or a control type weir does not write) is not a marker.
+const CONTROL_BATCH_MAX_BYTES: usize = 4096;
 const PARTITIONS_DIR: &str = "partitions";
 const WAL_DIR: &str = "wal";
 
@@ -178,6 +189,8 @@ pub struct PartitionOffsets {
     pub log_start_offset: i64,
     pub log_end_offset: i64,
     pub high_watermark: i64,
+    /// The first offset of the earliest open transaction, or the high watermark.
+    pub last_stable_offset: i64,
 }
 
 /// What opening the store found.
@@ -377,12 +390,7 @@ impl Store {
                         .log
                         .append(bytes, now_ms)
                         .map_err(StoreError::partition(&partition.id))?;
-                    if let Some(producer) = ProducerBatch::of(&header) {
-                        let last = header.base_offset + i64::from(header.last_offset_delta);
-                        state
-                            .producers
-                            .record(&producer, header.base_offset, last, now_ms);
-                    }
+                    track_batch(&mut state.producers, &header, bytes, now_ms);
                     applied = true;
                 }
                 let end = state.log.log_end_offset();
@@ -633,6 +641,13 @@ impl Store {
                 .producers
                 .record(producer, base_offset, next_offset - 1, now_ms);
         }
+        for validated in &batches {
+            let range = records_start + validated.range.start..records_start + validated.range.end;
+            if let Ok(header) = BatchHeader::parse(&payload[range]) {
+                // Client batches are never control batches (validation refused them).
+                state.producers.record_txn(&header, None);
+            }
+        }
         Ok(Appended {
             base_offset,
             last_offset: next_offset - 1,
@@ -691,12 +706,123 @@ impl Store {
         })
     }
 
+    /// [`Store::read`] below `upper_bound` too (a `read_committed` reader passes the last
+    /// stable offset); never past the high watermark.
+    pub fn read_bounded(
+        &self,
+        id: &TopicPartition,
+        offset: i64,
+        upper_bound: i64,
+        max_bytes: u32,
+    ) -> Result<Option<ReadSlice>, StoreError> {
+        self.with_state(id, |state| {
+            let upper_bound = upper_bound.min(state.log.high_watermark());
+            state.log.read(offset, upper_bound, max_bytes)
+        })
+    }
+
+    /// The first offset of the earliest open transaction, or the high watermark.
+    pub fn last_stable_offset(&self, id: &TopicPartition) -> Result<i64, StoreError> {
+        self.with_state(id, |state| {
+            Ok(state
+                .producers
+                .txns()
+                .last_stable_offset(state.log.high_watermark()))
+        })
+    }
+
+    /// Aborted transactions a `read_committed` reader of `fetch_offset..upper_bound` must
+    /// skip: (producer id, first offset) of each whose marker is at or past `fetch_offset`
+    /// and which began before `upper_bound` (what Fetch v4+ answers).
+    pub fn aborted_transactions(
+        &self,
+        id: &TopicPartition,
+        fetch_offset: i64,
+        upper_bound: i64,
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        self.with_state(id, |state| {
+            Ok(state
+                .producers
+                .txns()
+                .aborted(fetch_offset, upper_bound)
+                .into_iter()
+                .map(|t| (t.producer_id, t.first_offset))
+                .collect())
+        })
+    }
+
+    /// Writes one transaction marker (a control batch: COMMIT when `commit`, else ABORT)
+    /// for `producer_id` — the broker's own batch, validated like a stored one, through the
+    /// WAL like any append. A marker whose epoch is older than the producer's current one
+    /// is refused ([`ProducerError::InvalidEpoch`]).
+    pub fn append_control(
+        &self,
+        id: &TopicPartition,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+        now_ms: i64,
+    ) -> Result<Appended, StoreError> {
+        let partition = self.partition(id)?;
+        let mut builder = batch::BatchBuilder::new(0, now_ms);
+        builder.attributes = batch::END_TXN_MARKER_ATTRIBUTES;
+        builder.producer_id = producer_id;
+        builder.producer_epoch = producer_epoch;
+        builder.push_record(batch::end_txn_marker_record(commit, coordinator_epoch));
+        let marker = builder.build();
+        let validated = batch::validate_batches_from(
+            &marker,
+            self.config.max_decompressed_bytes,
+            batch::Origin::Log,
+        )?;
+        assert_eq!(validated.len(), 1, "a marker is one batch");
+        let mut payload = Command::encode_append_prefix(id, partition.incarnation, marker.len());
+        let records_start = payload.len();
+        payload.extend_from_slice(&marker);
+
+        let mut writer = self.writable_writer()?;
+        let mut state = lock(&partition.state);
+        state.producers.check_marker(producer_id, producer_epoch)?;
+        let log_append_time_ms =
+            (state.config.timestamp_type == TimestampType::LogAppendTime).then_some(now_ms);
+        let offset = state.log.log_end_offset();
+        batch::stamp(&mut payload[records_start..], offset, log_append_time_ms);
+        let wal_index = self.append_wal(&mut writer, &payload)?;
+        let stamped = &payload[records_start..];
+        if let Err(source) = state.log.append(stamped, now_ms) {
+            let reason = format!("applying WAL entry {wal_index} to {id}: {source}");
+            writer.failed = Some(reason);
+            return Err(StoreError::Partition {
+                partition: id.clone(),
+                source,
+            });
+        }
+        let log_end = state.log.log_end_offset();
+        assert_eq!(log_end, offset + 1, "a marker takes one offset");
+        state.log.set_high_watermark(log_end);
+        let header = BatchHeader::parse(stamped)?;
+        track_batch(&mut state.producers, &header, stamped, now_ms);
+        Ok(Appended {
+            base_offset: offset,
+            last_offset: offset,
+            log_append_time_ms,
+            log_start_offset: state.log.log_start_offset(),
+            wal_index,
+            flush: state.config.flush,
+        })
+    }
+
     pub fn offsets(&self, id: &TopicPartition) -> Result<PartitionOffsets, StoreError> {
         self.with_state(id, |state| {
             Ok(PartitionOffsets {
                 log_start_offset: state.log.log_start_offset(),
                 log_end_offset: state.log.log_end_offset(),
                 high_watermark: state.log.high_watermark(),
+                last_stable_offset: state
+                    .producers
+                    .txns()
+                    .last_stable_offset(state.log.high_watermark()),
             })
         })
     }
@@ -994,10 +1120,24 @@ fn recover_producers(
                 source: io::Error::other(e.to_string()),
             })?;
             let last = header.base_offset + i64::from(header.last_offset_delta);
-            if last >= offset
-                && let Some(producer) = ProducerBatch::of(&header)
-            {
-                producers.record(&producer, header.base_offset, last, now_ms);
+            if last >= offset && header.has_producer_id() {
+                // A marker's type is in its record: read the (small) control batch whole.
+                let whole = if header.is_control() && header.total_len() <= CONTROL_BATCH_MAX_BYTES
+                {
+                    let mut bytes = vec![0u8; header.total_len()];
+                    slice
+                        .file
+                        .read_exact_at(&mut bytes, position)
+                        .map_err(|e| PartitionError::Io {
+                            op: "read control batch",
+                            path: dir.to_path_buf(),
+                            source: e,
+                        })?;
+                    bytes
+                } else {
+                    Vec::new()
+                };
+                track_batch(&mut producers, &header, &whole, now_ms);
             }
             position += header.total_len() as u64;
         }
@@ -1005,6 +1145,32 @@ fn recover_producers(
     }
     producers.remove_before(log.log_start_offset());
     Ok((producers, through))
+}
+
+/// Feeds one stored batch to the partition's producer and transaction state. `bytes` is
+/// the whole batch for a control batch (its record says COMMIT or ABORT); otherwise only
+/// the header is looked at.
+fn track_batch(producers: &mut ProducerStates, header: &BatchHeader, bytes: &[u8], now_ms: i64) {
+    if header.is_control() {
+        if header.has_producer_id() {
+            producers.record_marker(header.producer_id, header.producer_epoch, now_ms);
+        }
+        producers.record_txn(header, control_type(bytes));
+        return;
+    }
+    if let Some(producer) = ProducerBatch::of(header) {
+        let last = header.base_offset + i64::from(header.last_offset_delta);
+        producers.record(&producer, header.base_offset, last, now_ms);
+    }
+    producers.record_txn(header, None);
+}
+
+/// What a stored control batch's record says; `None` when it does not decode (it passed
+/// validation when it was written, so only damage gets here).
+fn control_type(batch: &[u8]) -> Option<batch::ControlType> {
+    let records = batch::decode_records(batch).ok()?;
+    let record = records.first()?;
+    batch::control_record(record).ok().map(|c| c.control_type)
 }
 
 /// Kafka's rule (letters, digits, `.`, `_`, `-`) widened by RocketMQ's `%` and `|`, which

@@ -11,8 +11,11 @@
 //!   a fetch offset inside a batch gets the whole batch.
 //! - Offsets: OFFSET_OUT_OF_RANGE outside [log start, log end]; exactly at the high
 //!   watermark, empty records (empty bytes: librdkafka refuses a null record set).
-//!   LastStableOffset is the high watermark and AbortedTransactions is empty: there are no
-//!   transactions yet, so read_committed and read_uncommitted read the same.
+//! - Isolation: read_uncommitted (0) reads up to the high watermark and answers an empty
+//!   AbortedTransactions list; read_committed (1) reads up to the last stable offset and
+//!   answers the aborted transactions overlapping the batches returned (marker at or past
+//!   the fetch offset, first offset below the end of the returned range), which the client
+//!   uses to drop their records. LastStableOffset is reported truthfully either way.
 //! - Fetch sessions (KIP-227, v7+) are declined: every response carries session id 0, so
 //!   clients keep sending full fetch requests. An incremental request (session epoch other
 //!   than 0 or −1) names a session weir never created: FETCH_SESSION_ID_NOT_FOUND.
@@ -21,8 +24,10 @@
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::FetchTopic;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, RequestHeader, TopicName};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, RequestHeader, TopicName};
 use tokio::time::{Duration, Instant};
 use weir_core::{Broker, TopicId};
 use weir_storage::partition::ReadSlice;
@@ -45,6 +50,8 @@ const SESSION_EPOCH_FINAL: i32 = -1;
 /// Kafka's FETCH_SESSION_ID_NOT_FOUND: an incremental fetch for a session the broker does
 /// not hold (weir holds none).
 const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
+/// The request's isolation level that reads only committed data.
+const READ_COMMITTED: i8 = 1;
 
 pub async fn handle(
     context: &Context,
@@ -72,10 +79,11 @@ pub async fn handle(
             .clamp(0, RESPONSE_BYTES_MAX)
             .unsigned_abs(),
     );
+    let read_committed = request.isolation_level == READ_COMMITTED;
     loop {
         // Taken before reading: an append after the read still wakes the wait.
         let appends = broker.listen_appends_any(&ids);
-        let plan = plan(broker, &targets, max_bytes);
+        let plan = plan(broker, &targets, max_bytes, read_committed);
         // Kafka answers at once on any error, and when there is nothing to wait for.
         let done = plan.bytes >= min_bytes
             || plan.has_error
@@ -167,9 +175,12 @@ struct PartitionRead {
     /// Known for every partition that exists, even with an error (e.g. out of range).
     offsets: Option<PartitionOffsets>,
     slice: Option<ReadSlice>,
+    /// `None` under read_uncommitted; under read_committed, (producer id, first offset) of
+    /// each aborted transaction overlapping `slice`.
+    aborted: Option<Vec<(i64, i64)>>,
 }
 
-fn plan(broker: &Broker, targets: &[TopicTarget], max_bytes: u64) -> Plan {
+fn plan(broker: &Broker, targets: &[TopicTarget], max_bytes: u64, read_committed: bool) -> Plan {
     let store = broker.store();
     let mut remaining = max_bytes;
     let mut bytes = 0u64;
@@ -184,6 +195,7 @@ fn plan(broker: &Broker, targets: &[TopicTarget], max_bytes: u64) -> Plan {
                     code: target.unknown_code,
                     offsets: None,
                     slice: None,
+                    aborted: None,
                 });
                 continue;
             };
@@ -191,14 +203,15 @@ fn plan(broker: &Broker, targets: &[TopicTarget], max_bytes: u64) -> Plan {
             // KIP-74: until some data is in the response, the first batch goes in whatever
             // its size; after that, only what fits.
             let first = bytes == 0;
+            let limit_u32 = u32::try_from(limit).unwrap_or(u32::MAX);
             let read = if !first && limit == 0 {
                 Ok(None)
+            } else if read_committed {
+                store
+                    .last_stable_offset(id)
+                    .and_then(|lso| store.read_bounded(id, target.fetch_offset, lso, limit_u32))
             } else {
-                store.read(
-                    id,
-                    target.fetch_offset,
-                    u32::try_from(limit).unwrap_or(u32::MAX),
-                )
+                store.read(id, target.fetch_offset, limit_u32)
             };
             let (code, slice) = match read {
                 Ok(Some(slice)) if first || slice.len <= limit => (errors::NONE, Some(slice)),
@@ -217,10 +230,21 @@ fn plan(broker: &Broker, targets: &[TopicTarget], max_bytes: u64) -> Plan {
                 None => errors::UNKNOWN_TOPIC_OR_PARTITION,
             };
             has_error |= code != errors::NONE;
+            let aborted = match &slice {
+                _ if !read_committed => None,
+                // Kafka's bound: transactions that began before the end of what is returned.
+                Some(slice) => Some(
+                    store
+                        .aborted_transactions(id, target.fetch_offset, slice.last_offset + 1)
+                        .unwrap_or_default(),
+                ),
+                None => Some(Vec::new()),
+            };
             topic_reads.push(PartitionRead {
                 code,
                 offsets,
                 slice,
+                aborted,
             });
         }
         reads.push(topic_reads);
@@ -273,17 +297,27 @@ fn partition_data(partition: i32, read: PartitionRead) -> PartitionData {
         }
         None => Bytes::new(),
     };
-    let (high_watermark, log_start_offset) = read
-        .offsets
-        .map_or((-1, -1), |o| (o.high_watermark, o.log_start_offset));
+    let (high_watermark, last_stable_offset, log_start_offset) =
+        read.offsets.map_or((-1, -1, -1), |o| {
+            (o.high_watermark, o.last_stable_offset, o.log_start_offset)
+        });
+    let aborted = read
+        .aborted
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(producer_id, first_offset)| {
+            AbortedTransaction::default()
+                .with_producer_id(ProducerId(producer_id))
+                .with_first_offset(first_offset)
+        })
+        .collect();
     PartitionData::default()
         .with_partition_index(partition)
         .with_error_code(code)
         .with_high_watermark(high_watermark)
-        // No transactions yet: the last stable offset is the high watermark.
-        .with_last_stable_offset(high_watermark)
+        .with_last_stable_offset(last_stable_offset)
         .with_log_start_offset(log_start_offset)
-        .with_aborted_transactions(Some(Vec::new()))
+        .with_aborted_transactions(Some(aborted))
         .with_records(Some(records))
 }
 
@@ -364,6 +398,93 @@ mod tests {
         // An offset inside the first batch still gets that whole batch.
         let response = fetch(&h, fetch_request("t", &[(0, 1)]), 11).await;
         assert_eq!(batches(&partition(&response, 0).records)[0], (0, 3));
+    }
+
+    /// A transactional batch of `records` records from `pid` (epoch 0) at sequence `seq`.
+    fn txn_batch(pid: i64, seq: i32, records: usize) -> Vec<u8> {
+        let mut builder = batch::BatchBuilder::new(0, 1);
+        builder.producer_id = pid;
+        builder.producer_epoch = 0;
+        builder.base_sequence = seq;
+        builder.attributes = 0x10; // transactional
+        for _ in 0..records {
+            builder.push(1, None, Some(b"t"), &[]);
+        }
+        builder.build()
+    }
+
+    fn committed(topic: &str, offset: i64) -> FetchRequest {
+        fetch_request(topic, &[(0, offset)]).with_isolation_level(READ_COMMITTED)
+    }
+
+    #[tokio::test]
+    async fn read_committed_stops_at_the_lso_and_names_aborted_transactions() {
+        let h = harness();
+        h.create("t", 1, &[]);
+        let store = h.context.broker.store();
+        let id = TopicPartition::new("t", 0);
+        h.produce("t", 0, &[(1, b"a")], 9).await; // 0
+        store.append(&id, &txn_batch(7, 0, 2), 1).expect("txn 7"); // 1..=2
+        store.append(&id, &txn_batch(8, 0, 1), 1).expect("txn 8"); // 3
+        h.produce("t", 0, &[(1, b"b")], 9).await; // 4
+        for version in [4, 11, 17] {
+            let mut request = committed("t", 0);
+            if version >= TOPIC_IDS_VERSION {
+                let topic_id = h.context.broker.topic("t").expect("topic").id;
+                request.topics[0].topic_id = uuid::Uuid::from_bytes(topic_id.0);
+            }
+            let response = fetch(&h, request, version).await;
+            let p = partition(&response, 0);
+            assert_eq!(
+                (p.high_watermark, p.last_stable_offset),
+                (5, 1),
+                "v{version}"
+            );
+            assert_eq!(batches(&p.records), vec![(0, 1)], "only below the LSO");
+            assert_eq!(p.aborted_transactions, Some(Vec::new()));
+        }
+        // Nothing committed past the fetch offset: empty, not an error.
+        let mut request = committed("t", 1);
+        request.min_bytes = 0;
+        let p = fetch(&h, request, 11).await.responses[0].partitions[0].clone();
+        assert_eq!((p.error_code, p.records), (0, Some(Bytes::new())));
+        // read_uncommitted is unchanged, and reports the LSO truthfully.
+        let response = fetch(&h, fetch_request("t", &[(0, 0)]), 11).await;
+        let p = partition(&response, 0);
+        assert_eq!(batches(&p.records), vec![(0, 1), (1, 2), (3, 1), (4, 1)]);
+        assert_eq!((p.high_watermark, p.last_stable_offset), (5, 1));
+        assert_eq!(p.aborted_transactions, Some(Vec::new()));
+
+        store
+            .append_control(&id, 7, 0, false, 0, 1)
+            .expect("abort 7"); // 5
+        store
+            .append_control(&id, 8, 0, true, 0, 1)
+            .expect("commit 8"); // 6
+        let response = fetch(&h, committed("t", 0), 11).await;
+        let p = partition(&response, 0);
+        assert_eq!((p.high_watermark, p.last_stable_offset), (7, 7));
+        assert_eq!(batches(&p.records).len(), 6, "data and both markers");
+        let aborted: Vec<_> = p
+            .aborted_transactions
+            .iter()
+            .flatten()
+            .map(|t| (t.producer_id.0, t.first_offset))
+            .collect();
+        assert_eq!(aborted, vec![(7, 1)]);
+        // A fetch past the abort marker is told of no aborted transaction.
+        let response = fetch(&h, committed("t", 6), 11).await;
+        assert_eq!(
+            partition(&response, 0).aborted_transactions,
+            Some(Vec::new())
+        );
+        // A fetch whose returned range ends before the aborted transaction began.
+        let mut request = committed("t", 0);
+        request.topics[0].partitions[0].partition_max_bytes = 1;
+        let response = fetch(&h, request, 11).await;
+        let p = partition(&response, 0);
+        assert_eq!(batches(&p.records), vec![(0, 1)]);
+        assert_eq!(p.aborted_transactions, Some(Vec::new()));
     }
 
     #[tokio::test]

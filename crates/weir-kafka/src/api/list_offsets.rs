@@ -1,7 +1,7 @@
 //! ListOffsets (v1–10): where a consumer should start reading, per partition.
 //!
-//! - −1 latest: the high watermark (the last stable offset under read_committed, which is
-//!   the high watermark while there are no transactions).
+//! - −1 latest: the high watermark; under read_committed (isolation level 1, v2+) the last
+//!   stable offset (the first offset of the earliest open transaction).
 //! - −2 earliest: the log start offset; −4 (v8+, earliest local) is the same, as weir has no
 //!   tiered storage.
 //! - −3 (v7+): the offset and timestamp of the record with the largest timestamp.
@@ -36,6 +36,8 @@ const LATEST_TIERED_VERSION: i16 = 9;
 
 /// Kafka's "no timestamp" / "no offset".
 const NONE: i64 = -1;
+/// The request's isolation level that reads only committed data.
+const READ_COMMITTED: i8 = 1;
 
 pub fn handle(
     context: &Context,
@@ -44,6 +46,7 @@ pub fn handle(
 ) -> ListOffsetsResponse {
     let version = header.request_api_version;
     let broker = &context.broker;
+    let read_committed = request.isolation_level == READ_COMMITTED;
     let topics = request
         .topics
         .into_iter()
@@ -62,7 +65,7 @@ pub fn handle(
                             return refused(p.partition_index, errors::UNKNOWN_TOPIC_OR_PARTITION);
                         }
                         let id = TopicPartition::new(info.name.clone(), p.partition_index);
-                        match lookup(broker, &id, p.timestamp, version) {
+                        match lookup(broker, &id, p.timestamp, version, read_committed) {
                             Ok((offset, timestamp)) => ListOffsetsPartitionResponse::default()
                                 .with_partition_index(p.partition_index)
                                 .with_offset(offset)
@@ -89,9 +92,11 @@ fn lookup(
     id: &TopicPartition,
     timestamp: i64,
     version: i16,
+    read_committed: bool,
 ) -> Result<(i64, i64), StoreError> {
     let store = broker.store();
     let found = match timestamp {
+        LATEST_TIMESTAMP if read_committed => (store.offsets(id)?.last_stable_offset, NONE),
         LATEST_TIMESTAMP => (store.offsets(id)?.high_watermark, NONE),
         EARLIEST_TIMESTAMP => (store.offsets(id)?.log_start_offset, NONE),
         EARLIEST_LOCAL_TIMESTAMP if version >= EARLIEST_LOCAL_VERSION => {
@@ -175,6 +180,46 @@ mod tests {
         assert_eq!(list(&h, "t", 0, -2, 5), (0, 2, -1));
         assert_eq!(list(&h, "t", 0, -4, 8), (0, 2, -1));
         assert_eq!(list(&h, "t", 0, -5, 9), (0, -1, -1));
+    }
+
+    #[tokio::test]
+    async fn latest_under_read_committed_is_the_last_stable_offset() {
+        let h = harness();
+        h.create("t", 1, &[]);
+        h.produce("t", 0, &[(100, b"a")], 9).await;
+        let id = TopicPartition::new("t", 0);
+        let store = h.context.broker.store();
+        let mut builder = weir_storage::batch::BatchBuilder::new(0, 1);
+        builder.producer_id = 3;
+        builder.producer_epoch = 0;
+        builder.base_sequence = 0;
+        builder.attributes = 0x10; // transactional
+        builder.push(1, None, Some(b"t"), &[]);
+        store.append(&id, &builder.build(), 1).expect("txn"); // 1
+        h.produce("t", 0, &[(100, b"b")], 9).await; // 2
+        let latest = |isolation: i8| {
+            let request = ListOffsetsRequest::default()
+                .with_isolation_level(isolation)
+                .with_topics(vec![
+                    ListOffsetsTopic::default()
+                        .with_name(topic_name("t"))
+                        .with_partitions(vec![
+                            ListOffsetsPartition::default()
+                                .with_partition_index(0)
+                                .with_timestamp(-1),
+                        ]),
+                ]);
+            let response = handle(&h.context, &header(5), request);
+            response.topics[0].partitions[0].offset
+        };
+        assert_eq!(latest(0), 3, "read_uncommitted: the high watermark");
+        assert_eq!(
+            latest(READ_COMMITTED),
+            1,
+            "read_committed: the open transaction's start"
+        );
+        store.append_control(&id, 3, 0, true, 0, 1).expect("commit"); // 3
+        assert_eq!(latest(READ_COMMITTED), 4);
     }
 
     #[tokio::test]

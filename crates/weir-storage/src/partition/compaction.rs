@@ -16,6 +16,13 @@
 //! Kept batches are not re-encoded; a batch losing some records is rebuilt with its base
 //! offset, offset and timestamp deltas, lastOffsetDelta, producer fields, attributes and
 //! codec; control batches are copied byte for byte; a batch left with no record is dropped.
+//!
+//! Transactional batches are left alone: copied byte for byte, and their records supersede
+//! nothing. Compaction does not know which transactions committed, so this is the safe
+//! rule — a committed value is never dropped in favour of an aborted one, an aborted record
+//! never disappears from under its entry in the aborted-transaction index, and the markers
+//! stay. The cost is that transactional records are never compacted away (Kafka's cleaner
+//! removes aborted ones and then compacts committed ones; left for later).
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -157,8 +164,9 @@ fn build_offset_map(
     for (index, segment) in segments.iter().enumerate() {
         let mut reader = SegmentReader::open(segment)?;
         while let Some(batch) = reader.next_batch()? {
-            if batch.header.is_control() {
-                // Control records' keys are marker types, not message keys.
+            if batch.header.is_control() || batch.header.is_transactional() {
+                // Control records' keys are marker types, not message keys; transactional
+                // records may belong to an aborted transaction (see the module docs).
                 continue;
             }
             for (record, offset) in batch.records(&reader)? {
@@ -231,7 +239,7 @@ fn clean_segment(
     };
     let mut reader = SegmentReader::open(segment)?;
     while let Some(batch) = reader.next_batch()? {
-        let cleaned = if batch.header.is_control() {
+        let cleaned = if batch.header.is_control() || batch.header.is_transactional() {
             output.records_kept += u64::try_from(batch.header.record_count).unwrap_or(0);
             Some(batch.bytes)
         } else {
@@ -471,6 +479,7 @@ mod tests {
     const RETENTION_MS: i64 = 10_000;
     const ATTR_LOG_APPEND_TIME: i16 = 0x08;
     const ATTR_CONTROL_TXN: i16 = 0x30;
+    const ATTR_TRANSACTIONAL: i16 = 0x10;
     use crate::test_rng::Rng;
 
     struct InputBatch {
@@ -523,6 +532,9 @@ mod tests {
             builder.producer_id = rng.below(1_000) as i64;
             builder.producer_epoch = rng.below(5) as i16;
             builder.base_sequence = rng.below(100_000) as i32;
+            if rng.one_in(3) {
+                builder.attributes |= ATTR_TRANSACTIONAL;
+            }
         }
         builder.partition_leader_epoch = rng.below(9) as i32;
         let mut delta = 0;
@@ -632,7 +644,10 @@ mod tests {
         let mut latest: HashMap<Vec<u8>, i64> = HashMap::new();
         let mut compact_count = case.segments.len();
         'scan: for (s, batches) in case.segments.iter().enumerate() {
-            for batch in batches.iter().filter(|b| !b.header.is_control()) {
+            for batch in batches
+                .iter()
+                .filter(|b| !b.header.is_control() && !b.header.is_transactional())
+            {
                 for (record, offset) in &batch.records {
                     let Some(key) = &record.key else { continue };
                     if let Some(l) = latest.get_mut(key) {
@@ -658,7 +673,10 @@ mod tests {
                             .records
                             .iter()
                             .map(|(record, offset)| {
-                                if batch.header.is_control() || *offset >= case.dirty_end_offset {
+                                if batch.header.is_control()
+                                    || batch.header.is_transactional()
+                                    || *offset >= case.dirty_end_offset
+                                {
                                     return true;
                                 }
                                 let Some(key) = &record.key else { return true };
@@ -856,6 +874,7 @@ mod tests {
     fn generated_cases_cover_every_path() {
         let (mut rebuilt, mut dropped_batches, mut copied, mut controls) = (0, 0, 0, 0);
         let (mut tombstones_dropped, mut superseded_by_later, mut prefixes) = (0, 0, 0);
+        let mut transactional_data = 0;
         for seed in 0..60 {
             let case = generate(seed, 3);
             let (keep, _) = model(&case, usize::MAX);
@@ -866,6 +885,8 @@ mod tests {
                     let flags = &keep[s][b];
                     let kept = flags.iter().filter(|k| **k).count();
                     controls += usize::from(batch.header.is_control());
+                    transactional_data +=
+                        usize::from(batch.header.is_transactional() && !batch.header.is_control());
                     match kept {
                         0 => dropped_batches += 1,
                         k if k == flags.len() => copied += 1,
@@ -888,6 +909,7 @@ mod tests {
             ("dropped batches", dropped_batches),
             ("copied", copied),
             ("control", controls),
+            ("transactional data", transactional_data),
             ("tombstones dropped", tombstones_dropped),
             ("superseded by later keys", superseded_by_later),
             ("prefix rounds", prefixes),

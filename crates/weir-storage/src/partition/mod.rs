@@ -11,6 +11,8 @@
 //!      /00000000000000000000.tagindex   tag index (sealed segments; see tag_index)
 //!      /partition.meta                  log start offset, recovery point (atomic, checksummed)
 //! ```
+//! Open and aborted transactions ([`txn`]) are pure state kept by the store with the
+//! producer state, persisted in its snapshot and rebuilt from the batches when it is lost.
 //! Data is written with positioned, buffered writes through the shared [`FileCache`] and
 //! fsynced only by [`PartitionLog::flush`]; durability before that is the WAL's job, which
 //! re-applies entries past [`PartitionLog::recovery_point`] after a crash.
@@ -37,6 +39,7 @@ pub mod key_index;
 mod meta;
 mod segment;
 pub mod tag_index;
+pub mod txn;
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -918,7 +921,11 @@ impl PartitionLog {
         candidates.into_iter().rev().find(|&offset| {
             // An unreadable record is treated as not superseding: compaction then keeps the
             // older value, which is always safe.
-            matches!(self.record_at(active, offset), Ok(Some((_, r))) if r.key.as_deref() == Some(key))
+            // A transactional record supersedes nothing: it may be aborted (see compaction).
+            matches!(
+                self.record_at(active, offset),
+                Ok(Some((h, r))) if !h.is_transactional() && r.key.as_deref() == Some(key)
+            )
         })
     }
 
