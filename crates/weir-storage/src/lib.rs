@@ -8,7 +8,8 @@
 //! - [`files`]: the bounded open-file cache every segment handle goes through.
 //! - [`partition`]: per-partition segment logs with their indexes, retention, compaction.
 //! - [`wal`]: the write-ahead log (the shard's Raft log): segments, group commit, recovery.
-//! - [`producer_state`]: idempotent producers' epochs and last sequences, per partition.
+//! - [`producer_state`]: idempotent producers' epochs and last sequences, and open and
+//!   aborted transactions (`partition::txn`), per partition.
 //! - [`topic_config`]: per-topic settings under Kafka's names.
 //! - [`store`]: one WAL in front of many partition logs — the append path, replay, checkpoints.
 //!

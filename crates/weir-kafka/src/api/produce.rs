@@ -14,7 +14,10 @@
 //!   batches answers the original base offset and appends nothing; a gap is
 //!   OUT_OF_ORDER_SEQUENCE_NUMBER, a stale epoch INVALID_PRODUCER_EPOCH, an unknown
 //!   producer not starting at sequence 0 UNKNOWN_PRODUCER_ID (`errors::store_code`).
-//!   Transactional batches are not supported yet (no transactional InitProducerId).
+//! - Transactional batches are refused with INVALID_TXN_STATE until the transaction
+//!   coordinator is wired to the front end: no producer can have added the partition to a
+//!   transaction, and an accepted one would open a transaction that no marker ever closes,
+//!   holding every read_committed reader of the partition at its first offset.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -201,6 +204,10 @@ fn check_one_batch(records: &[u8]) -> Result<(), Refusal> {
         (Some(Ok(_)), Some(Err(error))) => Err(Refusal::new(
             errors::CORRUPT_MESSAGE,
             format!("bytes after the record batch: {error}"),
+        )),
+        (Some(Ok((_, header))), None) if header.is_transactional() => Err(Refusal::new(
+            errors::INVALID_TXN_STATE,
+            "transactional batch: the partition is not in an ongoing transaction",
         )),
         // One batch, or a damaged first header that the store's validation reports.
         _ => Ok(()),
@@ -628,5 +635,24 @@ mod tests {
         let unknown = respond(&h, send(8, 0, 3), 9).await;
         assert_eq!(only(&unknown).error_code, errors::UNKNOWN_PRODUCER_ID);
         assert_eq!(only(&unknown).base_offset, -1);
+    }
+
+    #[tokio::test]
+    async fn transactional_batches_are_refused_until_transactions_are_wired() {
+        let h = harness();
+        h.create("t", 1, &[]);
+        let mut builder = weir_storage::batch::BatchBuilder::new(0, 0);
+        builder.producer_id = 7;
+        builder.producer_epoch = 0;
+        builder.base_sequence = 0;
+        builder.attributes |= 0x10; // the transactional bit
+        builder.push(1, None, Some(b"in a transaction"), &[]);
+        let request = produce_request("t", 0, Some(Bytes::from(builder.build())), -1);
+        let p = only(&respond(&h, request, 9).await).clone();
+        assert_eq!(p.error_code, errors::INVALID_TXN_STATE);
+        let id = TopicPartition::new("t", 0);
+        let offsets = h.context.broker.store().offsets(&id).expect("offsets");
+        assert_eq!(offsets.log_end_offset, 0, "nothing was appended");
+        assert_eq!(offsets.last_stable_offset, 0, "no transaction was opened");
     }
 }
