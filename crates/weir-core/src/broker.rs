@@ -331,6 +331,14 @@ impl Broker {
             .listen()
     }
 
+    /// Wakes the readers waiting on `id` (after a write that is not a client append: a
+    /// transaction marker moves the last stable offset).
+    pub(crate) fn wake_readers(&self, id: &TopicPartition) {
+        if let Some(event) = self.appends_event_if(id) {
+            event.notify(usize::MAX);
+        }
+    }
+
     fn appends_event_if(&self, id: &TopicPartition) -> Option<Arc<Event>> {
         self.appends
             .read()

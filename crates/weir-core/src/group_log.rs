@@ -49,7 +49,7 @@ const RECORD_OVERHEAD_MAX_BYTES: usize = 32;
 /// Whether `name` is a topic the broker keeps for itself (clients may read it but not
 /// delete it, grow it or, as Kafka's front end should refuse, produce to it).
 pub fn is_internal_topic(name: &str) -> bool {
-    name == GROUP_TOPIC
+    name == GROUP_TOPIC || name == crate::txn_log::TXN_TOPIC
 }
 
 /// The partition of [`GROUP_TOPIC`] holding `group`'s records, as Kafka computes it:
@@ -259,6 +259,44 @@ impl Broker {
 }
 
 /// Decodes the records at or past `from` of the batches in `bytes`.
+pub(crate) fn replay_batches_with(
+    bytes: &[u8],
+    from: i64,
+    max_record_bytes: usize,
+    invalid: &mut u64,
+    apply: &mut impl FnMut(&[u8], Option<&[u8]>),
+) {
+    for walked in batch::headers(bytes) {
+        let Ok((position, header)) = walked else {
+            *invalid += 1;
+            return;
+        };
+        if header.is_control() {
+            continue;
+        }
+        let Some(batch_bytes) = bytes.get(position..position + header.total_len()) else {
+            *invalid += 1;
+            return;
+        };
+        let decoded = batch::check_crc(batch_bytes)
+            .and_then(|()| batch::decode_records_limited(batch_bytes, max_record_bytes));
+        let Ok(batch_records) = decoded else {
+            *invalid += u64::try_from(header.record_count.max(1)).unwrap_or(1);
+            continue;
+        };
+        for record in batch_records {
+            if header.base_offset + i64::from(record.offset_delta) < from {
+                continue;
+            }
+            let Some(key) = record.key.as_deref() else {
+                *invalid += 1;
+                continue;
+            };
+            apply(key, record.value.as_deref());
+        }
+    }
+}
+
 fn replay_batches(
     bytes: &[u8],
     from: i64,
@@ -312,17 +350,17 @@ fn replay_batches(
 }
 
 /// A record as (key, value), ready for a batch.
-type Encoded = (Vec<u8>, Option<Vec<u8>>);
+pub(crate) type Encoded = (Vec<u8>, Option<Vec<u8>>);
 
 /// The most bytes a record of `key` and `value` takes in a batch.
-fn encoded_size(key: &[u8], value: Option<&[u8]>) -> usize {
+pub(crate) fn encoded_size(key: &[u8], value: Option<&[u8]>) -> usize {
     batch::HEADER_LEN + key.len() + value.map_or(0, <[u8]>::len) + RECORD_OVERHEAD_MAX_BYTES
 }
 
 /// Splits encoded records, in order, into appends: each a buffer of batches of at most
 /// `batch_max` bytes (a record was checked to fit one alone), each buffer at most
 /// `append_max` bytes unless one batch alone is larger.
-fn appends_of(
+pub(crate) fn appends_of(
     encoded: &[Encoded],
     now_ms: i64,
     batch_max: usize,

@@ -20,6 +20,7 @@ pub mod groups;
 mod log_dirs;
 pub mod producer_ids;
 pub mod txn;
+pub mod txn_log;
 
 pub use broker::{Broker, BrokerConfig, CoreError};
 pub use catalog::{TopicId, TopicInfo};
