@@ -112,3 +112,23 @@ pub fn group_code(error: weir_core::groups::GroupError) -> i16 {
     };
     kafka.code()
 }
+
+/// The error code a transaction coordinator failure becomes.
+pub fn txn_code(error: &weir_core::txn::TxnError) -> i16 {
+    use kafka_protocol::ResponseError as E;
+    use weir_core::txn::TxnError as T;
+    let kafka = match error {
+        T::InvalidRequest(_) => E::InvalidRequest,
+        T::InvalidTransactionTimeout { .. } => E::InvalidTransactionTimeout,
+        T::ConcurrentTransactions => E::ConcurrentTransactions,
+        T::ProducerFenced => E::ProducerFenced,
+        T::InvalidProducerEpoch => E::InvalidProducerEpoch,
+        T::InvalidProducerIdMapping => E::InvalidProducerIdMapping,
+        T::InvalidTxnState { .. } => E::InvalidTxnState,
+        T::TransactionAbortable => E::TransactionAbortable,
+        T::TransactionalIdNotFound => E::TransactionalIdNotFound,
+        T::ProducerIdsUnavailable | T::TransactionalIdsFull { .. } => E::CoordinatorNotAvailable,
+        T::NotCoordinator => E::NotCoordinator,
+    };
+    kafka.code()
+}

@@ -861,6 +861,82 @@ const SHAPES: &[Shape] = &[
             ]),
         )],
     },
+    // Transactions (v4+ of AddPartitionsToTxn, KIP-890's batched form, is not offered).
+    Shape {
+        key: ApiKey::AddPartitionsToTxn,
+        min: 0,
+        max: 3,
+        flexible_from: 3,
+        fields: &[
+            f(0, 3, STR), // transactional id
+            f(0, 3, I64), // producer id
+            f(0, 3, I16), // producer epoch
+            f(
+                0,
+                3,
+                Kind::Structs(&[
+                    f(0, UP, STR),               // topic name
+                    f(0, UP, Kind::Array(&I32)), // partitions
+                ]),
+            ),
+        ],
+    },
+    Shape {
+        key: ApiKey::AddOffsetsToTxn,
+        min: 0,
+        max: 3,
+        flexible_from: 3,
+        fields: &[
+            f(0, UP, STR), // transactional id
+            f(0, UP, I64), // producer id
+            f(0, UP, I16), // producer epoch
+            f(0, UP, STR), // group id
+        ],
+    },
+    Shape {
+        key: ApiKey::EndTxn,
+        min: 0,
+        max: 3,
+        flexible_from: 3,
+        fields: &[
+            f(0, UP, STR),  // transactional id
+            f(0, UP, I64),  // producer id
+            f(0, UP, I16),  // producer epoch
+            f(0, UP, BOOL), // committed
+        ],
+    },
+    Shape {
+        key: ApiKey::TxnOffsetCommit,
+        min: 0,
+        max: 3,
+        flexible_from: 3,
+        fields: &[
+            f(0, UP, STR),         // transactional id
+            f(0, UP, STR),         // group id
+            f(0, UP, I64),         // producer id
+            f(0, UP, I16),         // producer epoch
+            f(3, UP, I32),         // generation id
+            f(3, UP, STR),         // member id
+            f(3, UP, STR).null(3), // group instance id
+            f(
+                0,
+                UP,
+                Kind::Structs(&[
+                    f(0, UP, STR), // topic name
+                    f(
+                        0,
+                        UP,
+                        Kind::Structs(&[
+                            f(0, UP, I32),         // partition index
+                            f(0, UP, I64),         // committed offset
+                            f(2, UP, I32),         // committed leader epoch
+                            f(0, UP, STR).null(0), // committed metadata
+                        ]),
+                    ),
+                ]),
+            ),
+        ],
+    },
 ];
 
 /// How far a walk may nest: the deepest shape above is three structs deep plus one

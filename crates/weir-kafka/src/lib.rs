@@ -25,6 +25,7 @@ pub mod errors;
 pub mod groups;
 pub mod guard;
 pub mod limits;
+pub mod txns;
 mod server;
 
 pub use server::{KafkaConfig, serve};

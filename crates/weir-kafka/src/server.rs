@@ -11,6 +11,8 @@ use weir_core::groups::coordinator::Coordinator;
 use crate::api::Context;
 use crate::connection;
 use crate::groups::Groups;
+use crate::txns::Txns;
+use weir_core::txn::TxnCoordinator;
 use crate::limits::{ACCEPT_ERROR_BACKOFF, CONNECTIONS_MAX, FRAME_BYTES_IN_FLIGHT_MAX};
 
 /// What the Kafka front end tells clients about this broker.
@@ -28,15 +30,19 @@ pub async fn serve(
     listener: TcpListener,
     broker: Arc<Broker>,
     coordinator: Coordinator,
+    txn_coordinator: TxnCoordinator,
     config: KafkaConfig,
     shutdown: impl Future<Output = ()>,
 ) {
     let groups = Groups::new(coordinator, broker.clone());
     tokio::spawn(groups.clone().run_timer());
+    let txns = Txns::new(txn_coordinator, broker.clone(), groups.clone());
+    txns.start();
     let context = Arc::new(Context {
         broker,
         config,
         groups,
+        txns,
     });
     let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     let frame_budget = Arc::new(Semaphore::new(FRAME_BYTES_IN_FLIGHT_MAX));

@@ -131,11 +131,15 @@ async fn serve_until_signal(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "group coordinator ready"
     );
+    let txn_coordinator =
+        weir_kafka::txns::restore(&broker, weir_core::txn::TxnConfig::default())
+            .context("rebuilding the transaction coordinator from __transaction_state")?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(weir_kafka::serve(
         listener,
         broker,
         coordinator,
+        txn_coordinator,
         config,
         async {
             let _ = stop_rx.await;

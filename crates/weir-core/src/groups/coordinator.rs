@@ -93,7 +93,15 @@ struct State {
     groups: HashMap<String, Group>,
     offsets: OffsetTable,
     next_expiry_check_ms: i64,
+    /// Offsets committed inside open transactions (TxnOffsetCommit), per producer id, then
+    /// group: materialized as ordinary offset records when the transaction commits,
+    /// dropped when it aborts. Memory only (see [`Coordinator::txn_commit`]).
+    txn_offsets: HashMap<i64, BTreeMap<String, BTreeMap<(String, i32), OffsetValue>>>,
 }
+
+/// Partitions with transactional offsets pending at once, over all producers: bounds the
+/// memory clients can hold without committing (far above one consumer's assignment).
+pub const TXN_OFFSETS_MAX: usize = 1_000_000;
 
 pub struct Coordinator {
     broker: Arc<Broker>,
@@ -168,6 +176,7 @@ impl Coordinator {
                 groups,
                 offsets,
                 next_expiry_check_ms: now_ms + OFFSETS_RETENTION_CHECK_INTERVAL_MS,
+                txn_offsets: HashMap::new(),
             }),
         })
     }
@@ -505,6 +514,116 @@ impl Coordinator {
             results.push((entry, result));
         }
         self.finish(&mut state.offsets, Ok(results), pending, now_ms)
+    }
+
+    /// TxnOffsetCommit: holds `entries` pending for `producer_id`'s open transaction (the
+    /// transaction coordinator checked it is open and includes the group). They become
+    /// ordinary commits in [`Coordinator::complete_txn`]. Kafka also logs them as
+    /// transactional records; weir keeps them in memory, so a crash between a commit's
+    /// PrepareCommit and its markers loses them (the data's markers are still written).
+    pub fn txn_commit(
+        &self,
+        group_id: &str,
+        producer_id: i64,
+        committer: &Committer,
+        entries: Vec<CommitEntry>,
+        now_ms: i64,
+    ) -> Result<Vec<(CommitEntry, PartitionResult)>, GroupError> {
+        check_group_id(group_id)?;
+        let topics = self.broker.topics();
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        // Only a member's own commit is checked; a producer outside the group (generation
+        // -1, TxnOffsetCommit before v3) is trusted as Kafka trusts it.
+        if committer.generation_or_member_epoch >= 0 {
+            let checked = match state.groups.get(group_id) {
+                Some(Group::Classic(group)) => group.validate_offset_commit(
+                    &committer.member_id,
+                    committer.group_instance_id.as_deref(),
+                    committer.generation_or_member_epoch,
+                ),
+                Some(Group::Consumer(group)) => group.validate_offset_commit(
+                    &committer.member_id,
+                    committer.generation_or_member_epoch,
+                ),
+                None => Ok(()),
+            };
+            checked?;
+        }
+        let held: usize = state
+            .txn_offsets
+            .values()
+            .flat_map(|groups| groups.values())
+            .map(BTreeMap::len)
+            .sum();
+        let mut results = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let metadata = entry.metadata.clone().unwrap_or_default();
+            let known = topics
+                .iter()
+                .any(|t| t.name == entry.topic && (0..t.partitions).contains(&entry.partition));
+            let result = if metadata.len() > self.config.offset_metadata_max_bytes {
+                Err(GroupError::OffsetMetadataTooLarge)
+            } else if !known || is_internal_topic(&entry.topic) {
+                Err(GroupError::UnknownTopicOrPartition)
+            } else if held + results.len() >= TXN_OFFSETS_MAX {
+                Err(GroupError::CoordinatorNotAvailable)
+            } else {
+                state
+                    .txn_offsets
+                    .entry(producer_id)
+                    .or_default()
+                    .entry(group_id.to_string())
+                    .or_default()
+                    .insert(
+                        (entry.topic.clone(), entry.partition),
+                        OffsetValue {
+                            offset: entry.offset,
+                            leader_epoch: entry.leader_epoch,
+                            metadata,
+                            commit_timestamp_ms: now_ms,
+                        },
+                    );
+                Ok(())
+            };
+            results.push((entry, result));
+        }
+        Ok(results)
+    }
+
+    /// A transaction marker reached `__consumer_offsets`: `producer_id`'s pending offsets
+    /// (every group's) are written as ordinary commits when `commit`, else dropped.
+    pub fn complete_txn(&self, producer_id: i64, commit: bool, now_ms: i64) -> Done<()> {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let mut pending = Pending::default();
+        if let Some(groups) = state.txn_offsets.remove(&producer_id)
+            && commit
+        {
+            for (group, offsets) in groups {
+                for ((topic, partition), value) in offsets {
+                    pending.records.push(GroupRecord::Offset {
+                        group: group.clone(),
+                        topic,
+                        partition,
+                        value: Some(value),
+                    });
+                }
+            }
+        }
+        self.finish(&mut state.offsets, (), pending, now_ms)
+    }
+
+    /// Whether a transaction holds an offset of `group` for the partition pending
+    /// (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT).
+    pub fn has_pending_txn_offset(&self, group_id: &str, topic: &str, partition: i32) -> bool {
+        let state = self.lock();
+        let key = (topic.to_string(), partition);
+        state
+            .txn_offsets
+            .values()
+            .filter_map(|groups| groups.get(group_id))
+            .any(|offsets| offsets.contains_key(&key))
     }
 
     /// OffsetFetch for one group: the requested partitions (all the group has when `None`),

@@ -218,8 +218,16 @@ pub(crate) mod testing {
         );
         let coordinator =
             Coordinator::open(broker.clone(), GroupConfig::default(), 0).expect("open coordinator");
+        let groups = Groups::new(coordinator, broker.clone());
+        let txns = crate::txns::Txns::new(
+            crate::txns::restore(&broker, weir_core::txn::TxnConfig::default())
+                .expect("restore transactions"),
+            broker.clone(),
+            groups.clone(),
+        );
         Context {
-            groups: Groups::new(coordinator, broker.clone()),
+            groups,
+            txns,
             broker,
             config: KafkaConfig {
                 advertised_host: "localhost".to_string(),

@@ -8,9 +8,12 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind}
 use weir_core::Broker;
 
 use crate::groups::Groups;
+use crate::txns::Txns;
 
 use crate::server::KafkaConfig;
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod api_versions;
 pub mod consumer_group_describe;
@@ -24,6 +27,7 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
+pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -39,6 +43,7 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod produce;
 pub mod sync_group;
+pub mod txn_offset_commit;
 // Admin APIs of a one-node cluster (kafka-python's admin tests).
 pub mod describe_quorum;
 pub mod describe_topic_partitions;
@@ -54,6 +59,8 @@ pub struct Context {
     pub config: KafkaConfig,
     /// The group coordinator and its parked requests.
     pub groups: Arc<Groups>,
+    /// The transaction coordinator's runner.
+    pub txns: Arc<Txns>,
 }
 
 /// What the connection does after a request.
@@ -103,6 +110,11 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterPartitionReassignments, 0, 1),
     (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::AlterReplicaLogDirs, 1, 2),
+    // Transactions (v4+ of AddPartitionsToTxn is KIP-890's broker-to-broker form).
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 3),
+    (ApiKey::TxnOffsetCommit, 0, 3),
 ];
 
 pub fn is_supported(key: ApiKey, version: i16) -> bool {
@@ -158,9 +170,21 @@ pub async fn dispatch(
             Rs::DescribeTopicPartitions(describe_topic_partitions::handle(context, header, r))
         }
         Rq::DescribeQuorum(r) => Rs::DescribeQuorum(describe_quorum::handle(context, header, r)),
-        // May fsync the producer id reservation (once per block of ids).
+        // May fsync the producer id reservation (once per block of ids; the handler runs
+        // that part as `blocking`), or wait for the transaction coordinator's records.
         Rq::InitProducerId(r) => {
-            Rs::InitProducerId(blocking(|| init_producer_id::handle(context, header, r)))
+            Rs::InitProducerId(init_producer_id::handle(context, header, r).await)
+        }
+        // Transactions: wait for `__transaction_state` records to be durable.
+        Rq::AddPartitionsToTxn(r) => {
+            Rs::AddPartitionsToTxn(add_partitions_to_txn::handle(context, header, r).await)
+        }
+        Rq::AddOffsetsToTxn(r) => {
+            Rs::AddOffsetsToTxn(add_offsets_to_txn::handle(context, header, r).await)
+        }
+        Rq::EndTxn(r) => Rs::EndTxn(end_txn::handle(context, header, r).await),
+        Rq::TxnOffsetCommit(r) => {
+            Rs::TxnOffsetCommit(txn_offset_commit::handle(context, header, r))
         }
         // These may create or delete partitions or rewrite configs: fsyncs of many files.
         Rq::Metadata(r) => Rs::Metadata(blocking(|| metadata::handle(context, header, r))),

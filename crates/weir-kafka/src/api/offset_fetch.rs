@@ -1,7 +1,9 @@
 //! OffsetFetch (v1–9): a consumer reads its group's committed offsets — the partitions it
 //! names, or (v2+, no topics) every partition the group committed. v8+ asks about several
 //! groups at once. A partition without a commit answers offset −1 and empty metadata.
-//! weir has no pending transactional offsets yet, so `require_stable` never has to wait.
+//! With `require_stable` (v7+), a partition whose offset a transaction holds pending
+//! (TxnOffsetCommit before its EndTxn's marker) answers UNSTABLE_OFFSET_COMMIT, which
+//! clients retry.
 
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
@@ -18,6 +20,8 @@ use crate::errors;
 
 /// First version that asks about several groups in one request (KIP-709).
 const GROUPS_VERSION: i16 = 8;
+/// Kafka's UNSTABLE_OFFSET_COMMIT: retriable, the client asks again.
+const UNSTABLE_OFFSET_COMMIT: i16 = 88;
 /// First version with a top-level error code (v2–7).
 const TOP_ERROR_VERSION: i16 = 2;
 
@@ -42,7 +46,22 @@ pub fn handle(
                         .collect()
                 });
                 let committed = coordinator.fetch_offsets(&group.group_id.0, wanted);
-                group_answer(group.group_id, committed)
+                let mut answer = group_answer(group.group_id, committed);
+                if request.require_stable {
+                    for topic in &mut answer.topics {
+                        for p in &mut topic.partitions {
+                            if coordinator.has_pending_txn_offset(
+                                &answer.group_id.0,
+                                &topic.name.0,
+                                p.partition_index,
+                            ) {
+                                p.error_code = UNSTABLE_OFFSET_COMMIT;
+                                p.committed_offset = -1;
+                            }
+                        }
+                    }
+                }
+                answer
             })
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
@@ -57,17 +76,25 @@ pub fn handle(
         Ok(offsets) => (errors::NONE, offsets),
         Err(error) => (errors::group_code(error), Vec::new()),
     };
+    let group_id = request.group_id.0.to_string();
     let topics = by_topic(offsets)
         .into_iter()
         .map(|(topic, partitions)| {
             let partitions = partitions
                 .into_iter()
                 .map(|(partition, (offset, epoch, metadata))| {
+                    let unstable = request.require_stable
+                        && coordinator.has_pending_txn_offset(&group_id, &topic.0, partition);
                     OffsetFetchResponsePartition::default()
                         .with_partition_index(partition)
-                        .with_committed_offset(offset)
+                        .with_committed_offset(if unstable { -1 } else { offset })
                         .with_committed_leader_epoch(epoch)
                         .with_metadata(Some(metadata))
+                        .with_error_code(if unstable {
+                            UNSTABLE_OFFSET_COMMIT
+                        } else {
+                            errors::NONE
+                        })
                 })
                 .collect();
             OffsetFetchResponseTopic::default()

@@ -14,10 +14,12 @@
 //!   batches answers the original base offset and appends nothing; a gap is
 //!   OUT_OF_ORDER_SEQUENCE_NUMBER, a stale epoch INVALID_PRODUCER_EPOCH, an unknown
 //!   producer not starting at sequence 0 UNKNOWN_PRODUCER_ID (`errors::store_code`).
-//! - Transactional batches are refused with INVALID_TXN_STATE until the transaction
-//!   coordinator is wired to the front end: no producer can have added the partition to a
-//!   transaction, and an accepted one would open a transaction that no marker ever closes,
-//!   holding every read_committed reader of the partition at its first offset.
+//! - A transactional batch is accepted only when its producer's transaction (by producer id
+//!   and epoch) is Ongoing and includes the partition (AddPartitionsToTxn came first);
+//!   otherwise INVALID_TXN_STATE, INVALID_PRODUCER_EPOCH (an older epoch) or
+//!   INVALID_PRODUCER_ID_MAPPING (no transactional id has that producer id). An accepted
+//!   batch outside a transaction would open one that no marker ever closes, holding every
+//!   read_committed reader of the partition at its first offset.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -159,7 +161,17 @@ fn produce_partition(
     now_ms: i64,
 ) -> Result<Appended, Refusal> {
     let records = records.unwrap_or_default();
-    check_one_batch(&records)?;
+    if let Some((producer_id, epoch)) = check_one_batch(&records)? {
+        context
+            .txns
+            .check_produce(producer_id, epoch, topic, partition)
+            .map_err(|code| {
+                Refusal::new(
+                    code,
+                    "transactional batch: the partition is not in the producer's ongoing transaction",
+                )
+            })?;
+    }
     let broker = &context.broker;
     if is_internal_topic(topic) {
         // Kafka: only the coordinator writes its internal topics.
@@ -189,8 +201,8 @@ fn produce_partition(
 
 /// Produce v3+ carries exactly one record batch per partition (Kafka's
 /// `ProduceRequest.validateRecords`). Only the headers are walked here; the store checks the
-/// batch itself.
-fn check_one_batch(records: &[u8]) -> Result<(), Refusal> {
+/// batch itself. Returns the producer id and epoch of a transactional batch.
+fn check_one_batch(records: &[u8]) -> Result<Option<(i64, i16)>, Refusal> {
     let mut walk = batch::headers(records);
     match (walk.next(), walk.next()) {
         (None, _) => Err(Refusal::new(
@@ -205,12 +217,11 @@ fn check_one_batch(records: &[u8]) -> Result<(), Refusal> {
             errors::CORRUPT_MESSAGE,
             format!("bytes after the record batch: {error}"),
         )),
-        (Some(Ok((_, header))), None) if header.is_transactional() => Err(Refusal::new(
-            errors::INVALID_TXN_STATE,
-            "transactional batch: the partition is not in an ongoing transaction",
-        )),
+        (Some(Ok((_, header))), None) if header.is_transactional() => {
+            Ok(Some((header.producer_id, header.producer_epoch)))
+        }
         // One batch, or a damaged first header that the store's validation reports.
-        _ => Ok(()),
+        _ => Ok(None),
     }
 }
 
@@ -637,22 +648,72 @@ mod tests {
         assert_eq!(only(&unknown).base_offset, -1);
     }
 
-    #[tokio::test]
-    async fn transactional_batches_are_refused_until_transactions_are_wired() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn transactional_batches_need_the_partition_in_an_ongoing_transaction() {
+        use weir_core::txn::{Answer, InitProducerId, Producer, TopicPartition as TxnTp, TxnResult};
         let h = harness();
-        h.create("t", 1, &[]);
-        let mut builder = weir_storage::batch::BatchBuilder::new(0, 0);
-        builder.producer_id = 7;
-        builder.producer_epoch = 0;
-        builder.base_sequence = 0;
-        builder.attributes |= 0x10; // the transactional bit
-        builder.push(1, None, Some(b"in a transaction"), &[]);
-        let request = produce_request("t", 0, Some(Bytes::from(builder.build())), -1);
-        let p = only(&respond(&h, request, 9).await).clone();
-        assert_eq!(p.error_code, errors::INVALID_TXN_STATE);
+        h.create("t", 2, &[]);
+        let batch = |producer_id: i64, epoch: i16, sequence: i32| {
+            let mut builder = weir_storage::batch::BatchBuilder::new(0, 0);
+            builder.producer_id = producer_id;
+            builder.producer_epoch = epoch;
+            builder.base_sequence = sequence;
+            builder.attributes |= 0x10; // the transactional bit
+            builder.push(1, None, Some(b"in a transaction"), &[]);
+            Some(Bytes::from(builder.build()))
+        };
+        let unknown = respond(&h, produce_request("t", 0, batch(7, 0, 0), -1), 9).await;
+        assert_eq!(only(&unknown).error_code, 49, "INVALID_PRODUCER_ID_MAPPING");
         let id = TopicPartition::new("t", 0);
         let offsets = h.context.broker.store().offsets(&id).expect("offsets");
         assert_eq!(offsets.log_end_offset, 0, "nothing was appended");
-        assert_eq!(offsets.last_stable_offset, 0, "no transaction was opened");
+
+        let txns = &h.context.txns;
+        let init = InitProducerId {
+            transactional_id: "tx".to_string(),
+            timeout_ms: 60_000,
+            current: None,
+            producer_fenced_supported: true,
+        };
+        let Ok(Answer::ProducerId { producer_id, epoch }) = txns
+            .call(|c, ticket, allocate, now| c.init_producer_id(&init, ticket, allocate, now))
+            .await
+        else {
+            panic!("InitProducerId failed");
+        };
+        // Not yet added: refused.
+        let early = respond(&h, produce_request("t", 0, batch(producer_id, epoch, 0), -1), 9).await;
+        assert_eq!(only(&early).error_code, errors::INVALID_TXN_STATE);
+        let producer = Producer {
+            producer_id,
+            epoch,
+            producer_fenced_supported: true,
+        };
+        let added = txns
+            .call(|c, ticket, _, now| c.add_partitions("tx", producer, &[TxnTp::new("t", 0)], ticket, now))
+            .await;
+        assert_eq!(added, Ok(Answer::Done));
+        let ok = respond(&h, produce_request("t", 0, batch(producer_id, epoch, 0), -1), 9).await;
+        assert_eq!(only(&ok).error_code, errors::NONE);
+        let other = respond(&h, produce_request("t", 1, batch(producer_id, epoch, 0), -1), 9).await;
+        assert_eq!(only(&other).error_code, errors::INVALID_TXN_STATE, "partition not added");
+        let offsets = h.context.broker.store().offsets(&id).expect("offsets");
+        assert_eq!(offsets.last_stable_offset, 0, "the transaction is open");
+        let ended = txns
+            .call(|c, ticket, _, now| c.end_txn("tx", producer, TxnResult::Commit, ticket, now))
+            .await;
+        assert_eq!(ended, Ok(Answer::Done));
+        // The marker is written after the answer, on the runner's task.
+        let mut lso = 0;
+        for _ in 0..10_000 {
+            lso = h.context.broker.store().offsets(&id).expect("offsets").last_stable_offset;
+            if lso == 2 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(lso, 2, "record and commit marker are stable");
+        let after = respond(&h, produce_request("t", 0, batch(producer_id, epoch, 1), -1), 9).await;
+        assert_eq!(only(&after).error_code, errors::INVALID_TXN_STATE, "the transaction ended");
     }
 }

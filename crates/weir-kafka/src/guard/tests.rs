@@ -669,6 +669,66 @@ fn request(key: ApiKey, v: i16) -> RequestKind {
                     .with_unknown_tagged_fields(unknown_tags(v, 2)),
             )
         }
+        ApiKey::AddPartitionsToTxn => RequestKind::AddPartitionsToTxn(
+            AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(TransactionalId(s("tx")))
+                .with_v3_and_below_producer_id(ProducerId(42))
+                .with_v3_and_below_producer_epoch(3)
+                .with_v3_and_below_topics(vec![
+                    add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                        .with_name(topic("orders"))
+                        .with_partitions(vec![0, 2]),
+                    add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                        .with_name(topic("audit"))
+                        .with_partitions(vec![1]),
+                ])
+                .with_unknown_tagged_fields(unknown_tags(v, 3)),
+        ),
+        ApiKey::AddOffsetsToTxn => RequestKind::AddOffsetsToTxn(
+            AddOffsetsToTxnRequest::default()
+                .with_transactional_id(TransactionalId(s("tx")))
+                .with_producer_id(ProducerId(42))
+                .with_producer_epoch(3)
+                .with_group_id(group("orders-consumers"))
+                .with_unknown_tagged_fields(unknown_tags(v, 3)),
+        ),
+        ApiKey::EndTxn => RequestKind::EndTxn(
+            EndTxnRequest::default()
+                .with_transactional_id(TransactionalId(s("tx")))
+                .with_producer_id(ProducerId(42))
+                .with_producer_epoch(3)
+                .with_committed(true)
+                .with_unknown_tagged_fields(unknown_tags(v, 3)),
+        ),
+        ApiKey::TxnOffsetCommit => {
+            let partition = |p: i32, metadata: Option<StrBytes>| {
+                let mut partition = txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                    .with_partition_index(p)
+                    .with_committed_offset(1_000 + i64::from(p))
+                    .with_committed_metadata(metadata);
+                if v >= 2 {
+                    partition = partition.with_committed_leader_epoch(5);
+                }
+                partition
+            };
+            let mut request = TxnOffsetCommitRequest::default()
+                .with_transactional_id(TransactionalId(s("tx")))
+                .with_group_id(group("orders-consumers"))
+                .with_producer_id(ProducerId(42))
+                .with_producer_epoch(3)
+                .with_topics(vec![
+                    txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                        .with_name(topic("orders"))
+                        .with_partitions(vec![partition(0, Some(s("m"))), partition(1, None)]),
+                ]);
+            if v >= 3 {
+                request = request
+                    .with_generation_id(4)
+                    .with_member_id(s("member-1"))
+                    .with_group_instance_id(Some(s("instance-1")));
+            }
+            RequestKind::TxnOffsetCommit(request.with_unknown_tagged_fields(unknown_tags(v, 3)))
+        }
         other => panic!("no test request for {other:?}"),
     }
 }
@@ -714,6 +774,10 @@ fn default_request(key: ApiKey) -> RequestKind {
             RequestKind::ListPartitionReassignments(Default::default())
         }
         ApiKey::AlterReplicaLogDirs => RequestKind::AlterReplicaLogDirs(Default::default()),
+        ApiKey::AddPartitionsToTxn => RequestKind::AddPartitionsToTxn(Default::default()),
+        ApiKey::AddOffsetsToTxn => RequestKind::AddOffsetsToTxn(Default::default()),
+        ApiKey::EndTxn => RequestKind::EndTxn(Default::default()),
+        ApiKey::TxnOffsetCommit => RequestKind::TxnOffsetCommit(Default::default()),
         other => panic!("no default request for {other:?}"),
     }
 }
