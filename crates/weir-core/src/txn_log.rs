@@ -138,8 +138,7 @@ impl Broker {
         let mut last = None;
         for (partition, encoded) in by_partition {
             let id = TopicPartition::new(TXN_TOPIC, partition);
-            for buffer in appends_of(&encoded, now_ms, TXN_RECORD_MAX_BYTES, TXN_APPEND_MAX_BYTES)
-            {
+            for buffer in appends_of(&encoded, now_ms, TXN_RECORD_MAX_BYTES, TXN_APPEND_MAX_BYTES) {
                 last = Some(self.append(&id, &buffer, now_ms)?);
             }
         }
@@ -197,7 +196,10 @@ impl Broker {
             }
         }
         if replay.invalid > 0 {
-            tracing::warn!(invalid = replay.invalid, "skipped transaction records that do not decode");
+            tracing::warn!(
+                invalid = replay.invalid,
+                "skipped transaction records that do not decode"
+            );
         }
         Ok((out, replay))
     }
@@ -235,8 +237,8 @@ mod tests {
 
     use super::*;
     use crate::BrokerConfig;
-    use weir_storage::store::StoreConfig;
     use crate::txn::{TopicPartition as TxnTp, TxnLogValue, TxnState};
+    use weir_storage::store::StoreConfig;
 
     fn record(id: &str, state: TxnState) -> TxnRecord {
         TxnRecord {
@@ -265,24 +267,37 @@ mod tests {
     fn records_survive_a_reopen_and_the_topic_is_internal() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
-            let broker = Broker::open(dir.path(), StoreConfig::default(), BrokerConfig::default(), 0)
-                .expect("open")
-                .0;
+            let broker = Broker::open(
+                dir.path(),
+                StoreConfig::default(),
+                BrokerConfig::default(),
+                0,
+            )
+            .expect("open")
+            .0;
             assert!(broker.replay_txn_records().expect("replay").0.is_empty());
             broker
                 .append_txn_records(&[record("a", TxnState::Ongoing)], 1)
                 .expect("append");
             broker
                 .append_txn_records(
-                    &[record("b", TxnState::Empty), record("a", TxnState::PrepareCommit)],
+                    &[
+                        record("b", TxnState::Empty),
+                        record("a", TxnState::PrepareCommit),
+                    ],
                     2,
                 )
                 .expect("append");
             broker.close(3).expect("close");
         }
-        let broker = Broker::open(dir.path(), StoreConfig::default(), BrokerConfig::default(), 4)
-            .expect("reopen")
-            .0;
+        let broker = Broker::open(
+            dir.path(),
+            StoreConfig::default(),
+            BrokerConfig::default(),
+            4,
+        )
+        .expect("reopen")
+        .0;
         let (records, replay) = broker.replay_txn_records().expect("replay");
         assert_eq!(replay.invalid, 0);
         let a: Vec<_> = records
@@ -290,7 +305,10 @@ mod tests {
             .filter(|r| r.transactional_id == "a")
             .map(|r| r.value.as_ref().map(|v| v.state))
             .collect();
-        assert_eq!(a, vec![Some(TxnState::Ongoing), Some(TxnState::PrepareCommit)]);
+        assert_eq!(
+            a,
+            vec![Some(TxnState::Ongoing), Some(TxnState::PrepareCommit)]
+        );
         assert_eq!(records.len(), 3);
         let topic = broker.topic(TXN_TOPIC).expect("topic");
         assert_eq!(topic.partitions, TXN_TOPIC_PARTITIONS);

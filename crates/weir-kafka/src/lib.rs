@@ -25,7 +25,7 @@ pub mod errors;
 pub mod groups;
 pub mod guard;
 pub mod limits;
-pub mod txns;
 mod server;
+pub mod txns;
 
 pub use server::{KafkaConfig, serve};

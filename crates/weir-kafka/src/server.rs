@@ -11,9 +11,9 @@ use weir_core::groups::coordinator::Coordinator;
 use crate::api::Context;
 use crate::connection;
 use crate::groups::Groups;
+use crate::limits::{ACCEPT_ERROR_BACKOFF, CONNECTIONS_MAX, FRAME_BYTES_IN_FLIGHT_MAX};
 use crate::txns::Txns;
 use weir_core::txn::TxnCoordinator;
-use crate::limits::{ACCEPT_ERROR_BACKOFF, CONNECTIONS_MAX, FRAME_BYTES_IN_FLIGHT_MAX};
 
 /// What the Kafka front end tells clients about this broker.
 #[derive(Debug, Clone)]

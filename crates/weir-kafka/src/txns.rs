@@ -242,10 +242,11 @@ impl Txns {
                 // (not in the log), so one resolution covers every group.
                 if !offsets_done {
                     offsets_done = true;
-                    let done =
-                        self.groups
-                            .coordinator()
-                            .complete_txn(marker.producer_id, commit, now_ms());
+                    let done = self.groups.coordinator().complete_txn(
+                        marker.producer_id,
+                        commit,
+                        now_ms(),
+                    );
                     if self.groups.finish(done).await.is_err() {
                         tracing::error!(
                             transactional_id = %marker.transactional_id,
@@ -315,7 +316,13 @@ impl Txns {
 
     /// Produce's check of a transactional batch: the producer's transaction is Ongoing
     /// and includes the partition. Errors are Kafka codes.
-    pub fn check_produce(&self, producer_id: i64, epoch: i16, topic: &str, partition: i32) -> Result<(), i16> {
+    pub fn check_produce(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), i16> {
         use kafka_protocol::ResponseError as E;
         let coordinator = self.lock();
         let Some((_, meta)) = coordinator
@@ -328,7 +335,10 @@ impl Txns {
             return Err(E::InvalidProducerEpoch.code());
         }
         let tp = TxnTp::new(topic, partition);
-        if meta.state != TxnState::Ongoing || epoch != meta.producer_epoch || !meta.partitions.contains(&tp) {
+        if meta.state != TxnState::Ongoing
+            || epoch != meta.producer_epoch
+            || !meta.partitions.contains(&tp)
+        {
             return Err(E::InvalidTxnState.code());
         }
         Ok(())

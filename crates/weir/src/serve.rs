@@ -131,9 +131,8 @@ async fn serve_until_signal(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "group coordinator ready"
     );
-    let txn_coordinator =
-        weir_kafka::txns::restore(&broker, weir_core::txn::TxnConfig::default())
-            .context("rebuilding the transaction coordinator from __transaction_state")?;
+    let txn_coordinator = weir_kafka::txns::restore(&broker, weir_core::txn::TxnConfig::default())
+        .context("rebuilding the transaction coordinator from __transaction_state")?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(weir_kafka::serve(
         listener,

@@ -89,6 +89,9 @@ enum Group {
     Consumer(ConsumerGroup),
 }
 
+/// One group's offsets pending in one transaction, by (topic, partition).
+type PendingOffsets = BTreeMap<(String, i32), OffsetValue>;
+
 struct State {
     groups: HashMap<String, Group>,
     offsets: OffsetTable,
@@ -96,7 +99,7 @@ struct State {
     /// Offsets committed inside open transactions (TxnOffsetCommit), per producer id, then
     /// group: materialized as ordinary offset records when the transaction commits,
     /// dropped when it aborts. Memory only (see [`Coordinator::txn_commit`]).
-    txn_offsets: HashMap<i64, BTreeMap<String, BTreeMap<(String, i32), OffsetValue>>>,
+    txn_offsets: HashMap<i64, BTreeMap<String, PendingOffsets>>,
 }
 
 /// Partitions with transactional offsets pending at once, over all producers: bounds the

@@ -167,7 +167,14 @@ mod tests {
             (first.producer_id.0, 1),
             "a new instance of the id fences the old one by the epoch"
         );
-        let half = handle(&context, &header(4), transactional.with_producer_epoch(-1).with_producer_id(ProducerId(3))).await;
+        let half = handle(
+            &context,
+            &header(4),
+            transactional
+                .with_producer_epoch(-1)
+                .with_producer_id(ProducerId(3)),
+        )
+        .await;
         assert_eq!(half.error_code, errors::INVALID_REQUEST);
         let long = request(-1, -1).with_transaction_timeout_ms(TRANSACTION_MAX_TIMEOUT_MS + 1);
         let response = handle(&context, &header(2), long).await;

@@ -650,7 +650,9 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn transactional_batches_need_the_partition_in_an_ongoing_transaction() {
-        use weir_core::txn::{Answer, InitProducerId, Producer, TopicPartition as TxnTp, TxnResult};
+        use weir_core::txn::{
+            Answer, InitProducerId, Producer, TopicPartition as TxnTp, TxnResult,
+        };
         let h = harness();
         h.create("t", 2, &[]);
         let batch = |producer_id: i64, epoch: i16, sequence: i32| {
@@ -682,7 +684,12 @@ mod tests {
             panic!("InitProducerId failed");
         };
         // Not yet added: refused.
-        let early = respond(&h, produce_request("t", 0, batch(producer_id, epoch, 0), -1), 9).await;
+        let early = respond(
+            &h,
+            produce_request("t", 0, batch(producer_id, epoch, 0), -1),
+            9,
+        )
+        .await;
         assert_eq!(only(&early).error_code, errors::INVALID_TXN_STATE);
         let producer = Producer {
             producer_id,
@@ -690,13 +697,29 @@ mod tests {
             producer_fenced_supported: true,
         };
         let added = txns
-            .call(|c, ticket, _, now| c.add_partitions("tx", producer, &[TxnTp::new("t", 0)], ticket, now))
+            .call(|c, ticket, _, now| {
+                c.add_partitions("tx", producer, &[TxnTp::new("t", 0)], ticket, now)
+            })
             .await;
         assert_eq!(added, Ok(Answer::Done));
-        let ok = respond(&h, produce_request("t", 0, batch(producer_id, epoch, 0), -1), 9).await;
+        let ok = respond(
+            &h,
+            produce_request("t", 0, batch(producer_id, epoch, 0), -1),
+            9,
+        )
+        .await;
         assert_eq!(only(&ok).error_code, errors::NONE);
-        let other = respond(&h, produce_request("t", 1, batch(producer_id, epoch, 0), -1), 9).await;
-        assert_eq!(only(&other).error_code, errors::INVALID_TXN_STATE, "partition not added");
+        let other = respond(
+            &h,
+            produce_request("t", 1, batch(producer_id, epoch, 0), -1),
+            9,
+        )
+        .await;
+        assert_eq!(
+            only(&other).error_code,
+            errors::INVALID_TXN_STATE,
+            "partition not added"
+        );
         let offsets = h.context.broker.store().offsets(&id).expect("offsets");
         assert_eq!(offsets.last_stable_offset, 0, "the transaction is open");
         let ended = txns
@@ -706,14 +729,29 @@ mod tests {
         // The marker is written after the answer, on the runner's task.
         let mut lso = 0;
         for _ in 0..10_000 {
-            lso = h.context.broker.store().offsets(&id).expect("offsets").last_stable_offset;
+            lso = h
+                .context
+                .broker
+                .store()
+                .offsets(&id)
+                .expect("offsets")
+                .last_stable_offset;
             if lso == 2 {
                 break;
             }
             tokio::task::yield_now().await;
         }
         assert_eq!(lso, 2, "record and commit marker are stable");
-        let after = respond(&h, produce_request("t", 0, batch(producer_id, epoch, 1), -1), 9).await;
-        assert_eq!(only(&after).error_code, errors::INVALID_TXN_STATE, "the transaction ended");
+        let after = respond(
+            &h,
+            produce_request("t", 0, batch(producer_id, epoch, 1), -1),
+            9,
+        )
+        .await;
+        assert_eq!(
+            only(&after).error_code,
+            errors::INVALID_TXN_STATE,
+            "the transaction ended"
+        );
     }
 }

@@ -352,3 +352,54 @@ fn a_deleted_topic_takes_its_committed_offsets_along() {
             .is_empty()
     );
 }
+
+#[test]
+fn transactional_offsets_are_pending_until_the_marker_and_commit_or_vanish() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let (broker, coordinator) = open(dir.path(), NOW);
+        topic(&broker, "orders", 2);
+        let entry = |partition: i32, offset: i64| CommitEntry {
+            topic: "orders".to_string(),
+            partition,
+            offset,
+            leader_epoch: -1,
+            metadata: None,
+        };
+        let results = coordinator
+            .txn_commit("g", 7, &standalone(), vec![entry(0, 10), entry(5, 1)], NOW)
+            .expect("accepted");
+        let codes: Vec<_> = results.into_iter().map(|(_, r)| r).collect();
+        assert_eq!(
+            codes,
+            vec![Ok(()), Err(GroupError::UnknownTopicOrPartition)]
+        );
+        coordinator
+            .txn_commit("g", 8, &standalone(), vec![entry(1, 20)], NOW)
+            .expect("accepted");
+        assert!(coordinator.has_pending_txn_offset("g", "orders", 0));
+        assert!(!coordinator.has_pending_txn_offset("g", "orders", 5));
+        let fetched = coordinator.fetch_offsets("g", None).expect("fetch");
+        assert!(fetched.is_empty(), "nothing is committed before the marker");
+
+        let done = coordinator.complete_txn(7, true, NOW + 1);
+        assert!(!done.write_failed);
+        assert!(done.durable.is_some(), "the commit wrote an offset record");
+        let done = coordinator.complete_txn(8, false, NOW + 1);
+        assert!(done.durable.is_none(), "an abort writes nothing");
+        assert!(!coordinator.has_pending_txn_offset("g", "orders", 0));
+        assert!(!coordinator.has_pending_txn_offset("g", "orders", 1));
+        drop(coordinator);
+        drop(broker);
+    }
+    let (_broker, coordinator) = open(dir.path(), NOW + 3);
+    let fetched = coordinator.fetch_offsets("g", None).expect("fetch");
+    assert_eq!(
+        fetched.len(),
+        1,
+        "only the committed transaction's offset: {fetched:?}"
+    );
+    assert_eq!(fetched[0].0, "orders");
+    assert_eq!(fetched[0].1, 0);
+    assert_eq!(fetched[0].2.as_ref().map(|v| v.offset), Some(10));
+}
