@@ -202,8 +202,11 @@ impl Broker {
         if let Some(topic) = self.topic(name) {
             return Ok(Some(topic));
         }
-        if crate::group_log::is_internal_topic(name) {
+        if name == crate::txn_log::TXN_TOPIC {
             // Asking for it by name makes it, with the layout the coordinator needs.
+            return self.ensure_txn_topic(id).map(Some);
+        }
+        if crate::group_log::is_internal_topic(name) {
             return self.ensure_group_topic(id).map(Some);
         }
         if !self.config.auto_create_topics {

@@ -314,5 +314,30 @@ mod tests {
         assert_eq!(topic.partitions, TXN_TOPIC_PARTITIONS);
         assert!(crate::group_log::is_internal_topic(TXN_TOPIC));
         assert!(broker.delete_topic(TXN_TOPIC).is_err());
+        assert!(broker.create_partitions(TXN_TOPIC, 60, false).is_err());
+    }
+
+    #[test]
+    fn asking_for_the_topic_by_name_makes_it_with_its_layout() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let broker = Broker::open(
+            dir.path(),
+            StoreConfig::default(),
+            BrokerConfig::default(),
+            0,
+        )
+        .expect("open")
+        .0;
+        let made = broker
+            .topic_or_auto_create(TXN_TOPIC, TopicId([1; 16]))
+            .expect("create")
+            .expect("made");
+        assert_eq!(made.name, TXN_TOPIC);
+        assert_eq!(made.partitions, TXN_TOPIC_PARTITIONS);
+        assert_eq!(
+            made.overrides.get("flush.policy").map(String::as_str),
+            Some("sync")
+        );
+        assert!(broker.topic(crate::group_log::GROUP_TOPIC).is_none());
     }
 }

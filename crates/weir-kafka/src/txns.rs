@@ -43,6 +43,10 @@ pub struct Txns {
     waiters: Mutex<HashMap<Ticket, Waiter>>,
     next_ticket: AtomicU64,
     timer: Notify,
+    /// Which transactional id a producer id last belonged to, for Produce's check (the
+    /// coordinator is keyed by transactional id). A hint only: every hit is checked
+    /// against the coordinator, a miss falls back to a scan.
+    by_producer: Mutex<HashMap<i64, String>>,
 }
 
 /// Rebuilds the coordinator from `__transaction_state` (empty when the topic does not
@@ -72,6 +76,7 @@ impl Txns {
             waiters: Mutex::new(HashMap::new()),
             next_ticket: AtomicU64::new(1),
             timer: Notify::new(),
+            by_producer: Mutex::new(HashMap::new()),
         })
     }
 
@@ -159,7 +164,9 @@ impl Txns {
                 }
             };
             if !durable {
-                self.fail_stop(effects);
+                // The rebuilt coordinator's completing transactions are finished again.
+                let restored = self.fail_stop(effects);
+                work.push((restored, Ok(None)));
                 continue;
             }
             {
@@ -205,7 +212,7 @@ impl Txns {
 
     /// A write failed: memory ran ahead of the log. Rebuild from the log and answer the
     /// call's requests NOT_COORDINATOR (clients look the coordinator up again and retry).
-    fn fail_stop(&self, effects: Effects) {
+    fn fail_stop(&self, effects: Effects) -> Effects {
         {
             let mut waiters = self.waiters_lock();
             for reply in effects.replies {
@@ -221,6 +228,7 @@ impl Txns {
             Ok(rebuilt) => *coordinator = rebuilt,
             Err(error) => tracing::error!(%error, "reloading the transaction coordinator failed"),
         }
+        let restored = coordinator.restored();
         drop(coordinator);
         let mut waiters = self.waiters_lock();
         for reply in parked.replies {
@@ -228,6 +236,7 @@ impl Txns {
                 let _ = tx.send(Err(TxnError::NotCoordinator));
             }
         }
+        restored
     }
 
     /// Writes `marker` to each of its partitions and waits until each is durable. A
@@ -315,7 +324,9 @@ impl Txns {
     }
 
     /// Produce's check of a transactional batch: the producer's transaction is Ongoing
-    /// and includes the partition. Errors are Kafka codes.
+    /// and includes the partition. Errors are Kafka codes. The check and the append are
+    /// not atomic: a batch racing its own producer's EndTxn could land after the marker
+    /// (as in Kafka before KIP-890); clients await their produces before EndTxn.
     pub fn check_produce(
         &self,
         producer_id: i64,
@@ -325,11 +336,27 @@ impl Txns {
     ) -> Result<(), i16> {
         use kafka_protocol::ResponseError as E;
         let coordinator = self.lock();
-        let Some((_, meta)) = coordinator
-            .iter()
-            .find(|(_, meta)| meta.producer_id == producer_id)
-        else {
-            return Err(E::InvalidProducerIdMapping.code());
+        let mut by_producer = self.by_producer.lock().unwrap_or_else(|e| e.into_inner());
+        let hinted = by_producer
+            .get(&producer_id)
+            .and_then(|id| coordinator.get(id))
+            .filter(|meta| meta.producer_id == producer_id);
+        let meta = match hinted {
+            Some(meta) => meta,
+            None => {
+                let Some((id, meta)) = coordinator
+                    .iter()
+                    .find(|(_, meta)| meta.producer_id == producer_id)
+                else {
+                    return Err(E::InvalidProducerIdMapping.code());
+                };
+                // Stale hints of expired ids are dropped wholesale rather than tracked.
+                if by_producer.len() >= weir_core::txn::TRANSACTIONAL_IDS_MAX {
+                    by_producer.clear();
+                }
+                by_producer.insert(producer_id, id.to_string());
+                meta
+            }
         };
         if epoch < meta.producer_epoch {
             return Err(E::InvalidProducerEpoch.code());
