@@ -140,3 +140,27 @@ def test_sigkill_mid_transaction_never_leaves_it_half_visible(weir, topic_name):
         time.sleep(0.2)
     assert seen == [b"ok", b"after"]
     assert values(weir.bootstrap, topic, "read_uncommitted") == [b"ok", b"lost", b"after"]
+
+
+def test_sigkill_right_after_commit_completes_the_transaction(weir, topic_name):
+    topic = topic_name()
+    create(weir.bootstrap, topic, partitions=2)
+    p = txn_producer(weir.bootstrap, "tx-commit-crash")
+    p.begin_transaction()
+    for i in range(20):
+        p.produce(topic, value=f"c{i}".encode(), partition=i % 2)
+    p.commit_transaction(OP_TIMEOUT_S)
+    # The commit was answered once PrepareCommit was durable; the markers may not have
+    # been written yet. After the restart they are (again): all of it becomes visible.
+    weir.restart()
+    deadline = time.monotonic() + OP_TIMEOUT_S
+    while True:
+        seen = [
+            [m.value() for m in consume_partition(weir.bootstrap, topic, part, **{"isolation.level": "read_committed"})]
+            for part in (0, 1)
+        ]
+        if sum(map(len, seen)) == 20 or time.monotonic() > deadline:
+            break
+        assert all(len(s) in (0, 10) for s in seen), f"half a transaction visible: {seen}"
+        time.sleep(0.2)
+    assert seen == [[f"c{i}".encode() for i in range(part, 20, 2)] for part in (0, 1)]
