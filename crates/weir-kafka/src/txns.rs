@@ -247,8 +247,8 @@ impl Txns {
         for TxnTp { topic, partition } in &marker.partitions {
             if topic == CONSUMER_OFFSETS_TOPIC {
                 // Kafka's rule: pending offsets are resolved when the marker reaches the
-                // group's offsets partition. weir keeps them in the group coordinator
-                // (not in the log), so one resolution covers every group.
+                // group's offsets partition. The group coordinator keeps them per producer
+                // id, so one resolution covers every group of the transaction.
                 if !offsets_done {
                     offsets_done = true;
                     let done = self.groups.coordinator().complete_txn(

@@ -74,6 +74,7 @@ fn state(records: &[GroupRecord]) -> (OffsetTable, BTreeMap<String, GroupRecord>
             GroupRecord::Consumer { group, .. } => {
                 groups.insert(format!("consumer/{group}"), record.clone());
             }
+            GroupRecord::TxnOffset { .. } => {}
         }
     }
     (offsets, groups)
@@ -331,7 +332,7 @@ fn compaction_keeps_the_last_record_per_key_and_drops_tombstones() {
         !replayed.iter().any(|r| match r {
             GroupRecord::Classic { .. } => true,
             GroupRecord::Offset { partition, .. } => *partition == 1,
-            GroupRecord::Consumer { .. } => false,
+            GroupRecord::Consumer { .. } | GroupRecord::TxnOffset { .. } => false,
         }),
         "deleted keys are gone, tombstones included"
     );

@@ -98,7 +98,7 @@ struct State {
     next_expiry_check_ms: i64,
     /// Offsets committed inside open transactions (TxnOffsetCommit), per producer id, then
     /// group: materialized as ordinary offset records when the transaction commits,
-    /// dropped when it aborts. Memory only (see [`Coordinator::txn_commit`]).
+    /// dropped when it aborts. Each is a [`GroupRecord::TxnOffset`] in the log until then.
     txn_offsets: HashMap<i64, BTreeMap<String, PendingOffsets>>,
 }
 
@@ -131,6 +131,7 @@ impl Coordinator {
         }
         let mut groups: HashMap<String, Group> = HashMap::new();
         let mut offsets = OffsetTable::new();
+        let mut txn_offsets: HashMap<i64, BTreeMap<String, PendingOffsets>> = HashMap::new();
         let mut undecodable = 0usize;
         let records = if existing {
             broker.replay_group_records()?
@@ -140,6 +141,7 @@ impl Coordinator {
         for record in records {
             match record {
                 GroupRecord::Offset { .. } => offsets.apply(&record),
+                GroupRecord::TxnOffset { .. } => apply_txn_offset(&mut txn_offsets, &record),
                 GroupRecord::Classic { group, value } => match value {
                     Some(snapshot) => {
                         let restored = ClassicGroup::restore(group.clone(), snapshot, now_ms);
@@ -179,7 +181,7 @@ impl Coordinator {
                 groups,
                 offsets,
                 next_expiry_check_ms: now_ms + OFFSETS_RETENTION_CHECK_INTERVAL_MS,
-                txn_offsets: HashMap::new(),
+                txn_offsets,
             }),
         })
     }
@@ -520,10 +522,9 @@ impl Coordinator {
     }
 
     /// TxnOffsetCommit: holds `entries` pending for `producer_id`'s open transaction (the
-    /// transaction coordinator checked it is open and includes the group). They become
-    /// ordinary commits in [`Coordinator::complete_txn`]. Kafka also logs them as
-    /// transactional records; weir keeps them in memory, so a crash between a commit's
-    /// PrepareCommit and its markers loses them (the data's markers are still written).
+    /// transaction coordinator checked it is open and includes the group), each as a
+    /// [`GroupRecord::TxnOffset`] in the log, so a restart keeps them. They become ordinary
+    /// commits in [`Coordinator::complete_txn`]. Answered once durable, like OffsetCommit.
     pub fn txn_commit(
         &self,
         group_id: &str,
@@ -531,11 +532,14 @@ impl Coordinator {
         committer: &Committer,
         entries: Vec<CommitEntry>,
         now_ms: i64,
-    ) -> Result<Vec<(CommitEntry, PartitionResult)>, GroupError> {
-        check_group_id(group_id)?;
+    ) -> Done<Result<Vec<(CommitEntry, PartitionResult)>, GroupError>> {
         let topics = self.broker.topics();
         let mut guard = self.lock();
         let state = &mut *guard;
+        let mut pending = Pending::default();
+        if let Err(error) = check_group_id(group_id) {
+            return self.finish(&mut state.offsets, Err(error), pending, now_ms);
+        }
         // Only a member's own commit is checked; a producer outside the group (generation
         // -1, TxnOffsetCommit before v3) is trusted as Kafka trusts it.
         if committer.generation_or_member_epoch >= 0 {
@@ -551,7 +555,9 @@ impl Coordinator {
                 ),
                 None => Ok(()),
             };
-            checked?;
+            if let Err(error) = checked {
+                return self.finish(&mut state.offsets, Err(error), pending, now_ms);
+            }
         }
         let held: usize = state
             .txn_offsets
@@ -569,52 +575,68 @@ impl Coordinator {
                 Err(GroupError::OffsetMetadataTooLarge)
             } else if !known || is_internal_topic(&entry.topic) {
                 Err(GroupError::UnknownTopicOrPartition)
-            } else if held + results.len() >= TXN_OFFSETS_MAX {
+            } else if held + pending.records.len() >= TXN_OFFSETS_MAX {
                 Err(GroupError::CoordinatorNotAvailable)
             } else {
-                state
-                    .txn_offsets
-                    .entry(producer_id)
-                    .or_default()
-                    .entry(group_id.to_string())
-                    .or_default()
-                    .insert(
-                        (entry.topic.clone(), entry.partition),
-                        OffsetValue {
-                            offset: entry.offset,
-                            leader_epoch: entry.leader_epoch,
-                            metadata,
-                            commit_timestamp_ms: now_ms,
-                        },
-                    );
+                pending.records.push(GroupRecord::TxnOffset {
+                    group: group_id.to_string(),
+                    producer_id,
+                    topic: entry.topic.clone(),
+                    partition: entry.partition,
+                    value: Some(OffsetValue {
+                        offset: entry.offset,
+                        leader_epoch: entry.leader_epoch,
+                        metadata,
+                        commit_timestamp_ms: now_ms,
+                    }),
+                });
                 Ok(())
             };
             results.push((entry, result));
         }
-        Ok(results)
+        let records = pending.records.clone();
+        let done = self.finish(&mut state.offsets, Ok(results), pending, now_ms);
+        if !done.write_failed {
+            for record in &records {
+                apply_txn_offset(&mut state.txn_offsets, record);
+            }
+        }
+        done
     }
 
     /// A transaction marker reached `__consumer_offsets`: `producer_id`'s pending offsets
-    /// (every group's) are written as ordinary commits when `commit`, else dropped.
+    /// (every group's) are written as ordinary commits when `commit`, else dropped; either
+    /// way their pending records are tombstoned.
     pub fn complete_txn(&self, producer_id: i64, commit: bool, now_ms: i64) -> Done<()> {
         let mut guard = self.lock();
         let state = &mut *guard;
         let mut pending = Pending::default();
-        if let Some(groups) = state.txn_offsets.remove(&producer_id)
-            && commit
-        {
+        if let Some(groups) = state.txn_offsets.get(&producer_id) {
             for (group, offsets) in groups {
                 for ((topic, partition), value) in offsets {
-                    pending.records.push(GroupRecord::Offset {
+                    if commit {
+                        pending.records.push(GroupRecord::Offset {
+                            group: group.clone(),
+                            topic: topic.clone(),
+                            partition: *partition,
+                            value: Some(value.clone()),
+                        });
+                    }
+                    pending.records.push(GroupRecord::TxnOffset {
                         group: group.clone(),
-                        topic,
-                        partition,
-                        value: Some(value),
+                        producer_id,
+                        topic: topic.clone(),
+                        partition: *partition,
+                        value: None,
                     });
                 }
             }
         }
-        self.finish(&mut state.offsets, (), pending, now_ms)
+        let done = self.finish(&mut state.offsets, (), pending, now_ms);
+        if !done.write_failed {
+            state.txn_offsets.remove(&producer_id);
+        }
+        done
     }
 
     /// Whether a transaction holds an offset of `group` for the partition pending
@@ -963,3 +985,45 @@ fn remove_group(state: &mut State, id: &str, pending: &mut Pending) {
 
 #[cfg(test)]
 mod tests;
+
+/// Replays one [`GroupRecord::TxnOffset`] into the pending table (others are ignored).
+fn apply_txn_offset(
+    table: &mut HashMap<i64, BTreeMap<String, PendingOffsets>>,
+    record: &GroupRecord,
+) {
+    let GroupRecord::TxnOffset {
+        group,
+        producer_id,
+        topic,
+        partition,
+        value,
+    } = record
+    else {
+        return;
+    };
+    let key = (topic.clone(), *partition);
+    match value {
+        Some(value) => {
+            table
+                .entry(*producer_id)
+                .or_default()
+                .entry(group.clone())
+                .or_default()
+                .insert(key, value.clone());
+        }
+        None => {
+            let Some(groups) = table.get_mut(producer_id) else {
+                return;
+            };
+            if let Some(offsets) = groups.get_mut(group) {
+                offsets.remove(&key);
+                if offsets.is_empty() {
+                    groups.remove(group);
+                }
+            }
+            if groups.is_empty() {
+                table.remove(producer_id);
+            }
+        }
+    }
+}

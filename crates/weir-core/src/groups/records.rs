@@ -13,6 +13,11 @@
 //!   KIP-848 group's whole state, value opaque. Kafka spreads such a group over several
 //!   record types (key versions 3 to 8 and up); weir keeps one, so its version is chosen far
 //!   from any Kafka uses.
+//! - key version [`TXN_OFFSET_KEY_VERSION`] (0x5754, "WT"): weir's own record of an offset
+//!   committed inside an open transaction (TxnOffsetCommit): key (group, producer id, topic,
+//!   partition), value an `OffsetCommitValue` v3. Written when committed, tombstoned when
+//!   the transaction's marker resolves it. (Kafka logs these as transactional batches of
+//!   ordinary offset records instead.)
 //!
 //! Non-flexible encodings throughout (Kafka's value versions 4+ are flexible: weir neither
 //! writes nor reads them): big-endian integers, strings as int16 length + UTF-8 (-1 = null),
@@ -36,6 +41,8 @@ pub const GROUP_METADATA_KEY_VERSION: i16 = 2;
 /// Key version of weir's KIP-848 group record: 0x5752 ("WR"), far above the record types
 /// Kafka assigns (all below 100), so neither reads the other's records as its own.
 pub const CONSUMER_GROUP_KEY_VERSION: i16 = 0x5752;
+/// Key version of weir's pending transactional offset record: 0x5754 ("WT").
+pub const TXN_OFFSET_KEY_VERSION: i16 = 0x5754;
 /// Value version weir writes for offset commits.
 pub const OFFSET_COMMIT_VALUE_VERSION: i16 = 3;
 /// Value version weir writes for classic groups.
@@ -64,6 +71,14 @@ pub enum GroupRecord {
         group: String,
         value: Option<Vec<u8>>,
     },
+    /// An offset held pending in `producer_id`'s open transaction (weir's own record).
+    TxnOffset {
+        group: String,
+        producer_id: i64,
+        topic: String,
+        partition: i32,
+        value: Option<OffsetValue>,
+    },
 }
 
 impl GroupRecord {
@@ -72,7 +87,8 @@ impl GroupRecord {
         match self {
             GroupRecord::Offset { group, .. }
             | GroupRecord::Classic { group, .. }
-            | GroupRecord::Consumer { group, .. } => group,
+            | GroupRecord::Consumer { group, .. }
+            | GroupRecord::TxnOffset { group, .. } => group,
         }
     }
 
@@ -81,6 +97,7 @@ impl GroupRecord {
             GroupRecord::Offset { value, .. } => value.is_none(),
             GroupRecord::Classic { value, .. } => value.is_none(),
             GroupRecord::Consumer { value, .. } => value.is_none(),
+            GroupRecord::TxnOffset { value, .. } => value.is_none(),
         }
     }
 }
@@ -143,7 +160,7 @@ pub fn check(record: &GroupRecord) -> Result<(), RecordError> {
     };
     string("group", record.group())?;
     match record {
-        GroupRecord::Offset { topic, value, .. } => {
+        GroupRecord::Offset { topic, value, .. } | GroupRecord::TxnOffset { topic, value, .. } => {
             string("topic", topic)?;
             if let Some(value) = value {
                 string("metadata", &value.metadata)?;
@@ -202,6 +219,20 @@ pub fn encode(record: &GroupRecord) -> (Vec<u8>, Option<Vec<u8>>) {
             put_i16(&mut key, CONSUMER_GROUP_KEY_VERSION);
             put_string(&mut key, group);
             (key, value.clone())
+        }
+        GroupRecord::TxnOffset {
+            group,
+            producer_id,
+            topic,
+            partition,
+            value,
+        } => {
+            put_i16(&mut key, TXN_OFFSET_KEY_VERSION);
+            put_string(&mut key, group);
+            put_i64(&mut key, *producer_id);
+            put_string(&mut key, topic);
+            put_i32(&mut key, *partition);
+            (key, value.as_ref().map(encode_offset_value))
         }
     }
 }
@@ -269,6 +300,21 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<GroupRecord, RecordErr
             GroupRecord::Consumer {
                 group,
                 value: value.map(<[u8]>::to_vec),
+            }
+        }
+        TXN_OFFSET_KEY_VERSION => {
+            let group = k.string("group")?;
+            let producer_id = k.i64("producer id")?;
+            let topic = k.string("topic")?;
+            let partition = k.i32("partition")?;
+            k.finish("key")?;
+            let value = value.map(decode_offset_value).transpose()?;
+            GroupRecord::TxnOffset {
+                group,
+                producer_id,
+                topic,
+                partition,
+                value,
             }
         }
         other => return Err(RecordError::UnknownKeyVersion(other)),
@@ -527,6 +573,42 @@ mod tests {
                 }],
             }),
         }
+    }
+
+    #[test]
+    fn a_pending_transactional_offset_round_trips_and_truncations_fail() {
+        let record = GroupRecord::TxnOffset {
+            group: "g".to_string(),
+            producer_id: 77,
+            topic: "orders".to_string(),
+            partition: 3,
+            value: Some(OffsetValue {
+                offset: 42,
+                leader_epoch: 5,
+                metadata: "m".to_string(),
+                commit_timestamp_ms: 9,
+            }),
+        };
+        check(&record).expect("fits");
+        let (key, value) = encode(&record);
+        assert_eq!(&key[..2], &TXN_OFFSET_KEY_VERSION.to_be_bytes());
+        assert_eq!(decode(&key, value.as_deref()), Ok(record));
+        for cut in 2..key.len() {
+            assert!(
+                decode(&key[..cut], value.as_deref()).is_err(),
+                "key cut at {cut}"
+            );
+        }
+        let tombstone = GroupRecord::TxnOffset {
+            group: "g".to_string(),
+            producer_id: 77,
+            topic: "orders".to_string(),
+            partition: 3,
+            value: None,
+        };
+        let (key, value) = encode(&tombstone);
+        assert_eq!(value, None);
+        assert_eq!(decode(&key, None), Ok(tombstone));
     }
 
     #[test]

@@ -179,11 +179,12 @@ mod tests {
         assert_encodes(&response, 3);
 
         let committed =
-            txn_offset_commit::handle(&context, &header(3), txn_commit(pid, epoch, "g", 42));
+            txn_offset_commit::handle(&context, &header(3), txn_commit(pid, epoch, "g", 42)).await;
         assert_eq!(committed.topics[0].partitions[0].error_code, errors::NONE);
         assert_encodes(&committed, 3);
         let not_added =
-            txn_offset_commit::handle(&context, &header(3), txn_commit(pid, epoch, "other", 1));
+            txn_offset_commit::handle(&context, &header(3), txn_commit(pid, epoch, "other", 1))
+                .await;
         assert_eq!(
             not_added.topics[0].partitions[0].error_code,
             errors::INVALID_TXN_STATE

@@ -184,7 +184,7 @@ pub async fn dispatch(
         }
         Rq::EndTxn(r) => Rs::EndTxn(end_txn::handle(context, header, r).await),
         Rq::TxnOffsetCommit(r) => {
-            Rs::TxnOffsetCommit(txn_offset_commit::handle(context, header, r))
+            Rs::TxnOffsetCommit(txn_offset_commit::handle(context, header, r).await)
         }
         // These may create or delete partitions or rewrite configs: fsyncs of many files.
         Rq::Metadata(r) => Rs::Metadata(blocking(|| metadata::handle(context, header, r))),

@@ -1,7 +1,9 @@
 //! TxnOffsetCommit (v0–3): a transactional producer commits a consumer group's offsets
 //! inside its transaction. The transaction must be Ongoing and include the group
 //! (AddOffsetsToTxn); the offsets are then held pending in the group coordinator and become
-//! ordinary commits when the transaction commits (dropped on abort). Meanwhile OffsetFetch
+//! ordinary commits when the transaction commits (dropped on abort); they are records in
+//! `__consumer_offsets` meanwhile, so a restart keeps them, and the answer waits until
+//! those are durable. Meanwhile OffsetFetch
 //! with `require_stable` answers UNSTABLE_OFFSET_COMMIT for them. v3+ carries the member's
 //! generation, checked like OffsetCommit's (KIP-447).
 
@@ -19,7 +21,7 @@ use super::Context;
 use crate::errors;
 use crate::groups::now_ms;
 
-pub fn handle(
+pub async fn handle(
     context: &Context,
     _header: &RequestHeader,
     request: TxnOffsetCommitRequest,
@@ -67,14 +69,20 @@ pub fn handle(
                 .iter()
                 .map(|e| (e.topic.clone(), e.partition))
                 .collect();
-            match context.groups.coordinator().txn_commit(
+            let done = context.groups.coordinator().txn_commit(
                 &group,
                 producer.producer_id,
                 &committer,
                 entries,
                 now_ms(),
-            ) {
-                Ok(results) => results
+            );
+            // Answered once the pending records are durable, like OffsetCommit.
+            match context.groups.finish(done).await {
+                Err(_) => {
+                    let code = errors::KAFKA_STORAGE_ERROR;
+                    keys.into_iter().map(|(t, p)| (t, p, code)).collect()
+                }
+                Ok(Ok(results)) => results
                     .into_iter()
                     .map(|(entry, result)| {
                         let code = match result {
@@ -84,7 +92,7 @@ pub fn handle(
                         (entry.topic, entry.partition, code)
                     })
                     .collect(),
-                Err(error) => {
+                Ok(Err(error)) => {
                     let code = errors::group_code(error);
                     keys.into_iter().map(|(t, p)| (t, p, code)).collect()
                 }

@@ -366,9 +366,10 @@ fn transactional_offsets_are_pending_until_the_marker_and_commit_or_vanish() {
             leader_epoch: -1,
             metadata: None,
         };
-        let results = coordinator
-            .txn_commit("g", 7, &standalone(), vec![entry(0, 10), entry(5, 1)], NOW)
-            .expect("accepted");
+        let done =
+            coordinator.txn_commit("g", 7, &standalone(), vec![entry(0, 10), entry(5, 1)], NOW);
+        assert!(done.durable.is_some(), "the pending offset is a record");
+        let results = done.value.expect("accepted");
         let codes: Vec<_> = results.into_iter().map(|(_, r)| r).collect();
         assert_eq!(
             codes,
@@ -376,6 +377,11 @@ fn transactional_offsets_are_pending_until_the_marker_and_commit_or_vanish() {
         );
         coordinator
             .txn_commit("g", 8, &standalone(), vec![entry(1, 20)], NOW)
+            .value
+            .expect("accepted");
+        coordinator
+            .txn_commit("g", 9, &standalone(), vec![entry(1, 30)], NOW)
+            .value
             .expect("accepted");
         assert!(coordinator.has_pending_txn_offset("g", "orders", 0));
         assert!(!coordinator.has_pending_txn_offset("g", "orders", 5));
@@ -386,20 +392,45 @@ fn transactional_offsets_are_pending_until_the_marker_and_commit_or_vanish() {
         assert!(!done.write_failed);
         assert!(done.durable.is_some(), "the commit wrote an offset record");
         let done = coordinator.complete_txn(8, false, NOW + 1);
-        assert!(done.durable.is_none(), "an abort writes nothing");
+        assert!(!done.write_failed);
         assert!(!coordinator.has_pending_txn_offset("g", "orders", 0));
-        assert!(!coordinator.has_pending_txn_offset("g", "orders", 1));
+        assert!(
+            coordinator.has_pending_txn_offset("g", "orders", 1),
+            "producer 9's"
+        );
         drop(coordinator);
         drop(broker);
     }
-    let (_broker, coordinator) = open(dir.path(), NOW + 3);
+    // Producer 9's offset is still pending after a restart; its commit materializes it.
+    let (broker, coordinator) = open(dir.path(), NOW + 3);
+    assert!(!coordinator.has_pending_txn_offset("g", "orders", 0));
+    assert!(coordinator.has_pending_txn_offset("g", "orders", 1));
     let fetched = coordinator.fetch_offsets("g", None).expect("fetch");
     assert_eq!(
         fetched.len(),
         1,
         "only the committed transaction's offset: {fetched:?}"
     );
-    assert_eq!(fetched[0].0, "orders");
-    assert_eq!(fetched[0].1, 0);
-    assert_eq!(fetched[0].2.as_ref().map(|v| v.offset), Some(10));
+    assert!(!coordinator.complete_txn(9, true, NOW + 4).write_failed);
+    assert!(!coordinator.has_pending_txn_offset("g", "orders", 1));
+    drop(coordinator);
+    drop(broker);
+    let (_broker, coordinator) = open(dir.path(), NOW + 5);
+    assert!(
+        !coordinator.has_pending_txn_offset("g", "orders", 1),
+        "tombstoned"
+    );
+    let fetched = coordinator
+        .fetch_offsets("g", Some(vec![("orders".to_string(), vec![1])]))
+        .expect("fetch");
+    assert_eq!(fetched[0].2.as_ref().map(|v| v.offset), Some(30));
+    let fetched = coordinator.fetch_offsets("g", None).expect("fetch");
+    let offsets: Vec<_> = fetched
+        .iter()
+        .map(|(t, p, v)| (t.as_str(), *p, v.as_ref().map(|v| v.offset)))
+        .collect();
+    assert_eq!(
+        offsets,
+        vec![("orders", 0, Some(10)), ("orders", 1, Some(30))]
+    );
 }
