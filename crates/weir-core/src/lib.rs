@@ -19,6 +19,7 @@ pub mod group_log;
 pub mod groups;
 mod log_dirs;
 pub mod producer_ids;
+mod record_bytes;
 pub mod txn;
 pub mod txn_log;
 

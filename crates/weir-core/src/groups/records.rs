@@ -31,6 +31,10 @@
 use bytes::Bytes;
 
 use super::{ClassicGroupSnapshot, ClassicMemberSnapshot, OffsetValue};
+use crate::record_bytes::{
+    FieldError, Reader, length_i32, put_bytes, put_i16, put_i32, put_i64, put_nullable_string,
+    put_string,
+};
 
 /// Key version of Kafka's legacy offset commit key (same layout as version 1).
 pub const OFFSET_COMMIT_KEY_VERSION_V0: i16 = 0;
@@ -122,6 +126,8 @@ pub enum RecordError {
     UnexpectedNull { field: &'static str },
     #[error("{field}: not UTF-8")]
     NotUtf8 { field: &'static str },
+    #[error("{field}: varint longer than 5 bytes")]
+    BadVarint { field: &'static str },
     #[error("{count} bytes after the end of the {what}")]
     TrailingBytes { what: &'static str, count: usize },
     /// A field too long for its encoding (found by [`check`] before encoding).
@@ -131,6 +137,27 @@ pub enum RecordError {
         len: usize,
         max: usize,
     },
+}
+
+impl From<FieldError> for RecordError {
+    fn from(error: FieldError) -> Self {
+        match error {
+            FieldError::Truncated {
+                field,
+                needed,
+                available,
+            } => Self::Truncated {
+                field,
+                needed,
+                available,
+            },
+            FieldError::InvalidLength { field, length } => Self::InvalidLength { field, length },
+            FieldError::UnexpectedNull { field } => Self::UnexpectedNull { field },
+            FieldError::NotUtf8 { field } => Self::NotUtf8 { field },
+            FieldError::BadVarint { field } => Self::BadVarint { field },
+            FieldError::TrailingBytes { what, count } => Self::TrailingBytes { what, count },
+        }
+    }
 }
 
 /// Checks that `record` can be encoded: every string fits an int16 length, every byte
@@ -416,121 +443,6 @@ fn decode_group_value(bytes: &[u8]) -> Result<ClassicGroupSnapshot, RecordError>
         state_timestamp_ms,
         members,
     })
-}
-
-fn put_i16(out: &mut Vec<u8>, v: i16) {
-    out.extend_from_slice(&v.to_be_bytes());
-}
-
-fn put_i32(out: &mut Vec<u8>, v: i32) {
-    out.extend_from_slice(&v.to_be_bytes());
-}
-
-fn put_i64(out: &mut Vec<u8>, v: i64) {
-    out.extend_from_slice(&v.to_be_bytes());
-}
-
-fn put_string(out: &mut Vec<u8>, s: &str) {
-    let len = i16::try_from(s.len()).expect("string lengths are checked by records::check");
-    put_i16(out, len);
-    out.extend_from_slice(s.as_bytes());
-}
-
-fn put_nullable_string(out: &mut Vec<u8>, s: Option<&str>) {
-    match s {
-        Some(s) => put_string(out, s),
-        None => put_i16(out, -1),
-    }
-}
-
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    put_i32(out, length_i32(b.len()));
-    out.extend_from_slice(b);
-}
-
-fn length_i32(len: usize) -> i32 {
-    i32::try_from(len).expect("byte and array lengths are checked by records::check")
-}
-
-/// Reads big-endian fields off untrusted bytes; every read checks what is left.
-struct Reader<'a> {
-    buf: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8]) -> Self {
-        Self { buf }
-    }
-
-    fn take(&mut self, field: &'static str, n: usize) -> Result<&'a [u8], RecordError> {
-        if n > self.buf.len() {
-            return Err(RecordError::Truncated {
-                field,
-                needed: n,
-                available: self.buf.len(),
-            });
-        }
-        let (head, rest) = self.buf.split_at(n);
-        self.buf = rest;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], RecordError> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(field, N)?);
-        Ok(out)
-    }
-
-    fn i16(&mut self, field: &'static str) -> Result<i16, RecordError> {
-        Ok(i16::from_be_bytes(self.array(field)?))
-    }
-
-    fn i32(&mut self, field: &'static str) -> Result<i32, RecordError> {
-        Ok(i32::from_be_bytes(self.array(field)?))
-    }
-
-    fn i64(&mut self, field: &'static str) -> Result<i64, RecordError> {
-        Ok(i64::from_be_bytes(self.array(field)?))
-    }
-
-    fn nullable_string(&mut self, field: &'static str) -> Result<Option<String>, RecordError> {
-        let len = self.i16(field)?;
-        if len == -1 {
-            return Ok(None);
-        }
-        let len = usize::try_from(len).map_err(|_| RecordError::InvalidLength {
-            field,
-            length: i64::from(len),
-        })?;
-        let bytes = self.take(field, len)?;
-        let s = std::str::from_utf8(bytes).map_err(|_| RecordError::NotUtf8 { field })?;
-        Ok(Some(s.to_string()))
-    }
-
-    fn string(&mut self, field: &'static str) -> Result<String, RecordError> {
-        self.nullable_string(field)?
-            .ok_or(RecordError::UnexpectedNull { field })
-    }
-
-    fn bytes(&mut self, field: &'static str) -> Result<Vec<u8>, RecordError> {
-        let len = self.i32(field)?;
-        // Kafka writes null bytes as -1; these fields are not nullable.
-        let len = usize::try_from(len).map_err(|_| RecordError::InvalidLength {
-            field,
-            length: i64::from(len),
-        })?;
-        Ok(self.take(field, len)?.to_vec())
-    }
-
-    fn finish(&self, what: &'static str) -> Result<(), RecordError> {
-        if !self.buf.is_empty() {
-            return Err(RecordError::TrailingBytes {
-                what,
-                count: self.buf.len(),
-            });
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@
 use std::collections::BTreeSet;
 
 use super::{TopicPartition, TxnState};
+use crate::record_bytes::{FieldError, Reader, length_i32, put_i16, put_i32, put_i64, put_string};
 
 /// The only key version of `__transaction_state`.
 pub const KEY_VERSION: i16 = 0;
@@ -87,6 +88,27 @@ pub enum TxnRecordError {
         len: usize,
         max: usize,
     },
+}
+
+impl From<FieldError> for TxnRecordError {
+    fn from(error: FieldError) -> Self {
+        match error {
+            FieldError::Truncated {
+                field,
+                needed,
+                available,
+            } => Self::Truncated {
+                field,
+                needed,
+                available,
+            },
+            FieldError::InvalidLength { field, length } => Self::InvalidLength { field, length },
+            FieldError::UnexpectedNull { field } => Self::UnexpectedNull { field },
+            FieldError::NotUtf8 { field } => Self::NotUtf8 { field },
+            FieldError::BadVarint { field } => Self::BadVarint { field },
+            FieldError::TrailingBytes { what, count } => Self::TrailingBytes { what, count },
+        }
+    }
 }
 
 /// Checks that `record` can be encoded (every string fits an int16 length). [`encode`]
@@ -229,166 +251,6 @@ fn decode_value(bytes: &[u8]) -> Result<TxnLogValue, TxnRecordError> {
         last_update_ms,
         start_ms,
     })
-}
-
-fn put_i16(out: &mut Vec<u8>, v: i16) {
-    out.extend_from_slice(&v.to_be_bytes());
-}
-
-fn put_i32(out: &mut Vec<u8>, v: i32) {
-    out.extend_from_slice(&v.to_be_bytes());
-}
-
-fn put_i64(out: &mut Vec<u8>, v: i64) {
-    out.extend_from_slice(&v.to_be_bytes());
-}
-
-fn put_string(out: &mut Vec<u8>, s: &str) {
-    let len = i16::try_from(s.len()).expect("string lengths are checked by txn::records::check");
-    put_i16(out, len);
-    out.extend_from_slice(s.as_bytes());
-}
-
-fn length_i32(len: usize) -> i32 {
-    i32::try_from(len).expect("a transaction's partitions are bounded far below i32::MAX")
-}
-
-/// Reads big-endian fields off untrusted bytes; every read checks what is left.
-struct Reader<'a> {
-    buf: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8]) -> Self {
-        Self { buf }
-    }
-
-    fn take(&mut self, field: &'static str, n: usize) -> Result<&'a [u8], TxnRecordError> {
-        if n > self.buf.len() {
-            return Err(TxnRecordError::Truncated {
-                field,
-                needed: n,
-                available: self.buf.len(),
-            });
-        }
-        let (head, rest) = self.buf.split_at(n);
-        self.buf = rest;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], TxnRecordError> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(field, N)?);
-        Ok(out)
-    }
-
-    fn i8(&mut self, field: &'static str) -> Result<i8, TxnRecordError> {
-        Ok(i8::from_be_bytes(self.array(field)?))
-    }
-
-    fn i16(&mut self, field: &'static str) -> Result<i16, TxnRecordError> {
-        Ok(i16::from_be_bytes(self.array(field)?))
-    }
-
-    fn i32(&mut self, field: &'static str) -> Result<i32, TxnRecordError> {
-        Ok(i32::from_be_bytes(self.array(field)?))
-    }
-
-    fn i64(&mut self, field: &'static str) -> Result<i64, TxnRecordError> {
-        Ok(i64::from_be_bytes(self.array(field)?))
-    }
-
-    /// Kafka's unsigned varint, at most 5 bytes (a u32).
-    fn uvarint(&mut self, field: &'static str) -> Result<u32, TxnRecordError> {
-        let mut value: u32 = 0;
-        for i in 0..5 {
-            let [b] = self.array::<1>(field)?;
-            value |= u32::from(b & 0x7f) << (7 * i);
-            if b & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(TxnRecordError::BadVarint { field })
-    }
-
-    fn utf8(&mut self, field: &'static str, len: usize) -> Result<String, TxnRecordError> {
-        let bytes = self.take(field, len)?;
-        let s = std::str::from_utf8(bytes).map_err(|_| TxnRecordError::NotUtf8 { field })?;
-        Ok(s.to_string())
-    }
-
-    fn string(&mut self, field: &'static str) -> Result<String, TxnRecordError> {
-        let len = self.i16(field)?;
-        if len == -1 {
-            return Err(TxnRecordError::UnexpectedNull { field });
-        }
-        let len = usize::try_from(len).map_err(|_| TxnRecordError::InvalidLength {
-            field,
-            length: i64::from(len),
-        })?;
-        self.utf8(field, len)
-    }
-
-    fn compact_string(&mut self, field: &'static str) -> Result<String, TxnRecordError> {
-        let len = self.uvarint(field)?;
-        if len == 0 {
-            return Err(TxnRecordError::UnexpectedNull { field });
-        }
-        self.utf8(field, (len - 1) as usize)
-    }
-
-    /// An array's element count (`None` = null). Each element takes at least one byte, so
-    /// a count above the bytes left is refused before any loop runs on it.
-    fn array_len(
-        &mut self,
-        field: &'static str,
-        flexible: bool,
-    ) -> Result<Option<usize>, TxnRecordError> {
-        let count = if flexible {
-            match self.uvarint(field)? {
-                0 => return Ok(None),
-                n => i64::from(n) - 1,
-            }
-        } else {
-            match self.i32(field)? {
-                -1 => return Ok(None),
-                n => i64::from(n),
-            }
-        };
-        let count = usize::try_from(count).map_err(|_| TxnRecordError::InvalidLength {
-            field,
-            length: count,
-        })?;
-        if count > self.buf.len() {
-            return Err(TxnRecordError::Truncated {
-                field,
-                needed: count,
-                available: self.buf.len(),
-            });
-        }
-        Ok(Some(count))
-    }
-
-    fn skip_tagged_fields(&mut self) -> Result<(), TxnRecordError> {
-        let count = self.uvarint("tagged fields")?;
-        for _ in 0..count {
-            self.uvarint("tag")?;
-            let size = self.uvarint("tag size")? as usize;
-            self.take("tagged field", size)?;
-        }
-        Ok(())
-    }
-
-    fn finish(&self, what: &'static str) -> Result<(), TxnRecordError> {
-        if self.buf.is_empty() {
-            Ok(())
-        } else {
-            Err(TxnRecordError::TrailingBytes {
-                what,
-                count: self.buf.len(),
-            })
-        }
-    }
 }
 
 #[cfg(test)]
