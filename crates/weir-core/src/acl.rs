@@ -127,7 +127,10 @@ impl AclFilter {
     /// Kafka's `AclBindingFilter.matches`.
     pub fn matches(&self, binding: &AclBinding) -> bool {
         let pattern = &binding.pattern;
-        if self.resource_type.is_some_and(|t| t != pattern.resource_type) {
+        if self
+            .resource_type
+            .is_some_and(|t| t != pattern.resource_type)
+        {
             return false;
         }
         if let PatternFilter::Only(only) = self.pattern {
@@ -144,7 +147,10 @@ impl AclFilter {
             },
         };
         name_matches
-            && self.principal.as_ref().is_none_or(|p| *p == binding.principal)
+            && self
+                .principal
+                .as_ref()
+                .is_none_or(|p| *p == binding.principal)
             && self.host.as_ref().is_none_or(|h| *h == binding.host)
             && self.operation.is_none_or(|o| o == binding.operation)
             && self.permission.is_none_or(|p| p == binding.permission)
@@ -440,8 +446,15 @@ fn parse(text: &str) -> Result<Vec<AclBinding>, (usize, String)> {
             return Err(bad(format!("more than {ACLS_MAX} ACLs")));
         }
         let fields: Vec<&str> = line.split('\t').collect();
-        let [resource_type, pattern_type, operation, permission, principal, host, name] =
-            fields.as_slice()
+        let [
+            resource_type,
+            pattern_type,
+            operation,
+            permission,
+            principal,
+            host,
+            name,
+        ] = fields.as_slice()
         else {
             return Err(bad(format!("{} fields, not 7", fields.len())));
         };
@@ -634,7 +647,11 @@ mod tests {
             topic_acl("t", Operation::Read, Permission::Allow),
             topic_acl("t", Operation::All, Permission::Deny),
         ];
-        assert!(!authorize(&deny_all, &ALICE, &on_topic("t", Operation::Read)));
+        assert!(!authorize(
+            &deny_all,
+            &ALICE,
+            &on_topic("t", Operation::Read)
+        ));
     }
 
     #[test]
@@ -646,10 +663,18 @@ mod tests {
             Operation::Alter,
         ] {
             let acls = [topic_acl("t", op, Permission::Allow)];
-            assert!(authorize(&acls, &ALICE, &on_topic("t", Operation::Describe)));
+            assert!(authorize(
+                &acls,
+                &ALICE,
+                &on_topic("t", Operation::Describe)
+            ));
         }
         let acls = [topic_acl("t", Operation::Create, Permission::Allow)];
-        assert!(!authorize(&acls, &ALICE, &on_topic("t", Operation::Describe)));
+        assert!(!authorize(
+            &acls,
+            &ALICE,
+            &on_topic("t", Operation::Describe)
+        ));
         let acls = [topic_acl("t", Operation::AlterConfigs, Permission::Allow)];
         assert!(authorize(
             &acls,
@@ -662,7 +687,11 @@ mod tests {
             topic_acl("t", Operation::All, Permission::Allow),
             topic_acl("t", Operation::Read, Permission::Deny),
         ];
-        assert!(authorize(&acls, &ALICE, &on_topic("t", Operation::Describe)));
+        assert!(authorize(
+            &acls,
+            &ALICE,
+            &on_topic("t", Operation::Describe)
+        ));
     }
 
     #[test]
@@ -676,8 +705,16 @@ mod tests {
             Operation::Write,
             Permission::Deny,
         );
-        assert!(!authorize([&any_user], &BOB, &on_topic("x", Operation::Write)));
-        assert!(!authorize([&any_user], &ALICE, &on_topic("y", Operation::Write)));
+        assert!(!authorize(
+            [&any_user],
+            &BOB,
+            &on_topic("x", Operation::Write)
+        ));
+        assert!(!authorize(
+            [&any_user],
+            &ALICE,
+            &on_topic("y", Operation::Write)
+        ));
         let prefixed = binding(
             ResourceType::Topic,
             "pay",
@@ -687,15 +724,27 @@ mod tests {
             Operation::Read,
             Permission::Allow,
         );
-        assert!(authorize([&prefixed], &ALICE, &on_topic("payments", Operation::Read)));
+        assert!(authorize(
+            [&prefixed],
+            &ALICE,
+            &on_topic("payments", Operation::Read)
+        ));
         // From another host the binding does not apply, and the resource has ACLs.
         let elsewhere = Requester {
             principal: "User:alice",
             host: "10.0.0.9",
         };
-        assert!(!authorize([&prefixed], &elsewhere, &on_topic("payments", Operation::Read)));
+        assert!(!authorize(
+            [&prefixed],
+            &elsewhere,
+            &on_topic("payments", Operation::Read)
+        ));
         // A name the prefix does not cover has no ACLs.
-        assert!(authorize([&prefixed], &BOB, &on_topic("orders", Operation::Read)));
+        assert!(authorize(
+            [&prefixed],
+            &BOB,
+            &on_topic("orders", Operation::Read)
+        ));
         // A literal `*` name in a PREFIXED pattern is only a prefix "*".
         let star_prefix = binding(
             ResourceType::Topic,
@@ -706,7 +755,11 @@ mod tests {
             Operation::All,
             Permission::Deny,
         );
-        assert!(authorize([&star_prefix], &BOB, &on_topic("t", Operation::Read)));
+        assert!(authorize(
+            [&star_prefix],
+            &BOB,
+            &on_topic("t", Operation::Read)
+        ));
     }
 
     fn filter_all() -> AclFilter {
@@ -759,7 +812,10 @@ mod tests {
             host: Some("10.0.0.1".into()),
             ..filter_all()
         };
-        assert!(!host.matches(&literal), "host compares exactly, * is not expanded");
+        assert!(
+            !host.matches(&literal),
+            "host compares exactly, * is not expanded"
+        );
         let op = AclFilter {
             operation: Some(Operation::Write),
             ..filter_all()
