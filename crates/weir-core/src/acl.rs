@@ -133,10 +133,10 @@ impl AclFilter {
         {
             return false;
         }
-        if let PatternFilter::Only(only) = self.pattern {
-            if only != pattern.pattern_type {
-                return false;
-            }
+        if let PatternFilter::Only(only) = self.pattern
+            && only != pattern.pattern_type
+        {
+            return false;
         }
         let name_matches = match (&self.name, self.pattern) {
             (None, _) => true,

@@ -134,7 +134,7 @@ pub fn permission_code(value: Permission) -> i8 {
 
 /// A filter field that may be ANY (`Ok(None)`), a value (`Ok(Some)`), or UNKNOWN or out of
 /// range (`Err`).
-pub fn filter_field<T>(code: i8, parse: fn(i8) -> Option<T>) -> Result<Option<T>, ()> {
+fn filter_field<T>(code: i8, parse: fn(i8) -> Option<T>) -> Result<Option<T>, ()> {
     if code == ANY {
         Ok(None)
     } else {
@@ -219,15 +219,18 @@ mod enforcement {
         OffsetCommitRequestPartition, OffsetCommitRequestTopic,
     };
     use kafka_protocol::messages::{
-        CreateTopicsRequest, DeleteTopicsRequest, FetchRequest, GroupId, HeartbeatRequest,
-        MetadataRequest, OffsetCommitRequest,
+        CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest, DescribeGroupsRequest,
+        FetchRequest, GroupId, HeartbeatRequest, MetadataRequest, OffsetCommitRequest,
     };
     use kafka_protocol::protocol::StrBytes;
     use weir_core::acl::{AclBinding, ResourcePattern};
 
     use super::*;
     use crate::api::produce::testing::{Harness, harness, header, topic_name};
-    use crate::api::{create_topics, delete_topics, fetch, heartbeat, metadata, offset_commit};
+    use crate::api::{
+        create_topics, delete_groups, delete_topics, describe_groups, fetch, heartbeat, metadata,
+        offset_commit,
+    };
     use crate::errors;
 
     fn deny(h: &Harness, resource_type: ResourceType, name: &str, operation: Operation) {
@@ -423,5 +426,43 @@ mod enforcement {
             .map(|t| t.partitions[0].error_code)
             .collect();
         assert_eq!(codes, [0, errors::TOPIC_AUTHORIZATION_FAILED]);
+
+        // "g" has ACLs and none allows DESCRIBE or DELETE; "other" has none.
+        let names = || {
+            ["g", "other"]
+                .iter()
+                .map(|g| GroupId(StrBytes::from_static_str(g)))
+                .collect::<Vec<_>>()
+        };
+        let described = describe_groups::handle(
+            &h.context,
+            &header(5),
+            DescribeGroupsRequest::default().with_groups(names()),
+        );
+        assert_eq!(
+            described.groups[0].error_code,
+            errors::GROUP_AUTHORIZATION_FAILED
+        );
+        assert_ne!(
+            described.groups[1].error_code,
+            errors::GROUP_AUTHORIZATION_FAILED
+        );
+        let deleted = delete_groups::handle(
+            &h.context,
+            &header(2),
+            DeleteGroupsRequest::default().with_groups_names(names()),
+        )
+        .await;
+        let codes: Vec<(String, i16)> = deleted
+            .results
+            .iter()
+            .map(|r| (r.group_id.0.to_string(), r.error_code))
+            .collect();
+        assert!(codes.contains(&("g".into(), errors::GROUP_AUTHORIZATION_FAILED)));
+        assert!(
+            codes
+                .iter()
+                .any(|(g, c)| g == "other" && *c != errors::GROUP_AUTHORIZATION_FAILED)
+        );
     }
 }
