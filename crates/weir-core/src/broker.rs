@@ -56,6 +56,8 @@ pub enum CoreError {
     ProducerIds(#[from] ProducerIdError),
     #[error("topic {name} is internal to the broker: {reason}")]
     InternalTopic { name: String, reason: &'static str },
+    #[error(transparent)]
+    Acl(#[from] crate::acl::AclError),
     #[error("group record: {0}")]
     GroupRecord(#[from] crate::groups::records::RecordError),
 }
@@ -69,6 +71,8 @@ pub struct Broker {
     pub(crate) appends: RwLock<HashMap<TopicPartition, Arc<Event>>>,
     /// Idempotent producers' ids (see `producer_ids`).
     pub(crate) producer_ids: ProducerIds,
+    /// The ACLs (see `acl`): read by every authorization, written by Create/DeleteAcls.
+    pub(crate) acls: RwLock<crate::acl::AclStore>,
 }
 
 impl Broker {
@@ -106,6 +110,7 @@ impl Broker {
             catalog: Mutex::new(catalog),
             appends: RwLock::new(HashMap::new()),
             producer_ids: ProducerIds::open(dir)?,
+            acls: RwLock::new(crate::acl::AclStore::open(dir)?),
         };
         Ok((broker, report))
     }

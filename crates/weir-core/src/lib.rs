@@ -3,6 +3,7 @@
 //! waiting readers, auto-creation. Later: groups, transactions, retries, delay.
 //!
 //! # Layout
+//! - [`acl`]: Kafka's ACL model, its authorizer's rules, the bindings in `<data>/acls`.
 //! - [`catalog`]: the topics (name, id, partition count, settings), persisted beside the data.
 //! - [`broker`]: [`Broker`], the store plus the catalog plus append notifications.
 //! - [`producer_ids`]: producer ids for idempotent producers, never reused.
@@ -12,6 +13,7 @@
 //! Readers wait for appends through [`event_listener`] listeners, which any executor can
 //! poll. Time and topic ids are passed in.
 
+pub mod acl;
 pub mod append_wait;
 pub mod broker;
 pub mod catalog;

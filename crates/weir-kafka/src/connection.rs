@@ -159,6 +159,12 @@ pub(crate) async fn run(
         .peer_addr()
         .map(|peer| format!("/{}", peer.ip()))
         .unwrap_or_default();
+    // ACL hosts are bare IP addresses; every principal is anonymous until SASL exists.
+    let session = crate::acls::Session {
+        principal: crate::acls::ANONYMOUS.to_string(),
+        host: client_host.trim_start_matches('/').to_string(),
+    };
+    let context = &context.for_session(session);
     let (reader, writer) = stream.into_split();
     let reader = BufReader::with_capacity(READ_AHEAD_BYTES, reader);
     let mut writer = BufWriter::new(writer);

@@ -34,6 +34,9 @@ pub const KAFKA_STORAGE_ERROR: i16 = 56;
 pub const UNSUPPORTED_COMPRESSION_TYPE: i16 = 76;
 pub const INVALID_RECORD: i16 = 87;
 pub const UNKNOWN_TOPIC_ID: i16 = 100;
+pub const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
+pub const GROUP_AUTHORIZATION_FAILED: i16 = 30;
+pub const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
 
 /// The error code a core error becomes.
 pub fn code(error: &CoreError) -> i16 {
@@ -43,7 +46,9 @@ pub fn code(error: &CoreError) -> i16 {
         CoreError::InvalidPartitions { .. } => INVALID_PARTITIONS,
         CoreError::InvalidConfig(_) => INVALID_CONFIG,
         CoreError::Store(store) => store_code(store),
-        CoreError::Catalog(_) | CoreError::ProducerIds(_) => KAFKA_STORAGE_ERROR,
+        CoreError::Catalog(_) | CoreError::ProducerIds(_) | CoreError::Acl(_) => {
+            KAFKA_STORAGE_ERROR
+        }
         CoreError::InternalTopic { .. } => POLICY_VIOLATION,
         CoreError::GroupRecord(_) => KAFKA_STORAGE_ERROR,
     }

@@ -937,6 +937,50 @@ const SHAPES: &[Shape] = &[
             ),
         ],
     },
+    Shape {
+        key: ApiKey::CreateAcls,
+        min: 1,
+        max: 3,
+        flexible_from: 2,
+        fields: &[f(
+            0,
+            UP,
+            Kind::Structs(&[
+                f(0, UP, I8),  // resource type
+                f(0, UP, STR), // resource name
+                f(1, UP, I8),  // resource pattern type
+                f(0, UP, STR), // principal
+                f(0, UP, STR), // host
+                f(0, UP, I8),  // operation
+                f(0, UP, I8),  // permission type
+            ]),
+        )],
+    },
+    Shape {
+        key: ApiKey::DescribeAcls,
+        min: 1,
+        max: 3,
+        flexible_from: 2,
+        fields: ACL_FILTER,
+    },
+    Shape {
+        key: ApiKey::DeleteAcls,
+        min: 1,
+        max: 3,
+        flexible_from: 2,
+        fields: &[f(0, UP, Kind::Structs(ACL_FILTER))], // filters
+    },
+];
+
+/// DescribeAcls' request and each of DeleteAcls' filters.
+const ACL_FILTER: &[Field] = &[
+    f(0, UP, I8),          // resource type filter
+    f(0, UP, STR).null(0), // resource name filter
+    f(1, UP, I8),          // pattern type filter
+    f(0, UP, STR).null(0), // principal filter
+    f(0, UP, STR).null(0), // host filter
+    f(0, UP, I8),          // operation
+    f(0, UP, I8),          // permission type
 ];
 
 /// How far a walk may nest: the deepest shape above is three structs deep plus one

@@ -11,6 +11,7 @@
 //!   from the wire makes the decoder allocate for bytes that are not there.
 //! - [`api`]: one file per Kafka API (`api/produce.rs`, …) and the table of versions weir
 //!   supports; [`api::dispatch`] routes a decoded request to its handler.
+//! - [`acls`]: a connection's principal and host, ACL wire codes to core's model.
 //! - `errors`: core errors as Kafka error codes.
 //! - [`groups`]: runs the group coordinator — parks JoinGroup/SyncGroup until answered,
 //!   waits for its records to be durable, and ticks it when a timeout is due.
@@ -19,6 +20,7 @@
 //! No file access and no storage logic: it calls the broker core. Nothing a client sends
 //! can panic it: a malformed request gets an error code or a closed connection.
 
+pub mod acls;
 pub mod api;
 mod connection;
 pub mod errors;

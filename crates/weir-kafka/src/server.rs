@@ -43,6 +43,7 @@ pub async fn serve(
         config,
         groups,
         txns,
+        session: crate::acls::Session::default(),
     });
     let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
     let frame_budget = Arc::new(Semaphore::new(FRAME_BYTES_IN_FLIGHT_MAX));

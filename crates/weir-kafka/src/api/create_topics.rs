@@ -15,6 +15,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
+use weir_core::acl::Operation;
 use weir_core::{CoreError, TopicId, TopicInfo};
 
 use super::describe_configs::topic_entries;
@@ -53,6 +54,14 @@ pub fn handle(
                 Err((
                     INVALID_REQUEST,
                     format!("topic {} is named more than once", name.as_str()),
+                ))
+            } else if !context.cluster_allowed(Operation::Create)
+                && !context.topic_allowed(name.as_str(), Operation::Create)
+            {
+                // Kafka asks for CREATE on the cluster or on the topic.
+                Err((
+                    crate::errors::TOPIC_AUTHORIZATION_FAILED,
+                    format!("not authorized to create topic {}", name.as_str()),
                 ))
             } else {
                 create(context, topic, validate_only)

@@ -7,6 +7,7 @@ use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, Reques
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 use weir_core::TopicId;
+use weir_core::acl::Operation;
 
 use super::Context;
 use super::metadata::topic_name;
@@ -33,6 +34,13 @@ pub fn handle(
 
 fn delete_by_name(context: &Context, name: &str) -> DeletableTopicResult {
     let result = DeletableTopicResult::default().with_name(Some(topic_name(name)));
+    if !context.topic_allowed(name, Operation::Delete) {
+        return result
+            .with_error_code(errors::TOPIC_AUTHORIZATION_FAILED)
+            .with_error_message(Some(StrBytes::from_string(format!(
+                "not authorized to delete topic {name}"
+            ))));
+    }
     if is_internal_topic(name) {
         // The coordinator's state lives there: deleting it would forget every group.
         return result

@@ -34,6 +34,10 @@ pub fn handle(
             if version >= AUTHORIZED_OPERATIONS_VERSION {
                 group = group.with_authorized_operations(OPERATIONS_NOT_REQUESTED);
             }
+            // Kafka's authorizer: DESCRIBE on the group, else nothing about it.
+            if !context.group_allowed(&group.group_id.0, weir_core::acl::Operation::Describe) {
+                return group.with_error_code(errors::GROUP_AUTHORIZATION_FAILED);
+            }
             match result {
                 Ok(description) => group
                     .with_group_state(StrBytes::from_static_str(description.state.name()))

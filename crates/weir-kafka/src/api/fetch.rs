@@ -29,6 +29,7 @@ use kafka_protocol::messages::fetch_response::{
 };
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, RequestHeader, TopicName};
 use tokio::time::{Duration, Instant};
+use weir_core::acl::Operation;
 use weir_core::{Broker, TopicId};
 use weir_storage::partition::ReadSlice;
 use weir_storage::store::{PartitionOffsets, TopicPartition};
@@ -65,7 +66,7 @@ pub async fn handle(
         return FetchResponse::default().with_error_code(FETCH_SESSION_ID_NOT_FOUND);
     }
     let broker = &context.broker;
-    let targets = resolve(broker, &request.topics, header.request_api_version);
+    let targets = resolve(context, &request.topics, header.request_api_version);
     let ids: Vec<TopicPartition> = targets
         .iter()
         .flat_map(|t| t.partitions.iter().filter_map(|p| p.id.clone()))
@@ -114,7 +115,9 @@ struct PartitionTarget {
     partition_max_bytes: i32,
 }
 
-fn resolve(broker: &Broker, topics: &[FetchTopic], version: i16) -> Vec<TopicTarget> {
+/// A topic the requester may not READ resolves as absent, with TOPIC_AUTHORIZATION_FAILED.
+fn resolve(context: &Context, topics: &[FetchTopic], version: i16) -> Vec<TopicTarget> {
+    let broker = &context.broker;
     topics
         .iter()
         .map(|topic| {
@@ -126,6 +129,14 @@ fn resolve(broker: &Broker, topics: &[FetchTopic], version: i16) -> Vec<TopicTar
                     broker.topic(&topic.topic),
                     errors::UNKNOWN_TOPIC_OR_PARTITION,
                 )
+            };
+            let name = info
+                .as_ref()
+                .map_or(topic.topic.as_str(), |t| t.name.as_str());
+            let (info, unknown_code) = if context.topic_allowed(name, Operation::Read) {
+                (info, unknown_code)
+            } else {
+                (None, errors::TOPIC_AUTHORIZATION_FAILED)
             };
             let partitions = topic
                 .partitions

@@ -13,6 +13,10 @@ pub fn handle(
     _header: &RequestHeader,
     request: HeartbeatRequest,
 ) -> HeartbeatResponse {
+    // Kafka's authorizer: group membership needs READ on the group.
+    if !context.group_allowed(&request.group_id.0, weir_core::acl::Operation::Read) {
+        return HeartbeatResponse::default().with_error_code(errors::GROUP_AUTHORIZATION_FAILED);
+    }
     let instance = request.group_instance_id.as_ref().map(|s| s.to_string());
     let result = context.groups.coordinator().heartbeat(
         &request.group_id.0,

@@ -27,6 +27,10 @@ pub async fn handle(
     request: JoinGroupRequest,
     client_host: &str,
 ) -> JoinGroupResponse {
+    // Kafka's authorizer: group membership needs READ on the group.
+    if !context.group_allowed(&request.group_id.0, weir_core::acl::Operation::Read) {
+        return JoinGroupResponse::default().with_error_code(errors::GROUP_AUTHORIZATION_FAILED);
+    }
     let version = header.request_api_version;
     let groups = &context.groups;
     let group_id = request.group_id.0.to_string();

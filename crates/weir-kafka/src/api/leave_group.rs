@@ -17,6 +17,10 @@ pub async fn handle(
     header: &RequestHeader,
     request: LeaveGroupRequest,
 ) -> LeaveGroupResponse {
+    // Kafka's authorizer: group membership needs READ on the group.
+    if !context.group_allowed(&request.group_id.0, weir_core::acl::Operation::Read) {
+        return LeaveGroupResponse::default().with_error_code(errors::GROUP_AUTHORIZATION_FAILED);
+    }
     let version = header.request_api_version;
     let members: Vec<LeaveMember> = if version >= BATCH_VERSION {
         request

@@ -16,6 +16,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
+use weir_core::acl::Operation;
 use weir_core::{TopicId, TopicInfo};
 
 use super::Context;
@@ -68,6 +69,8 @@ fn all_topics(context: &Context) -> Vec<MetadataResponseTopic> {
         .broker
         .topics()
         .iter()
+        // Kafka leaves out the topics the requester may not DESCRIBE.
+        .filter(|t| context.topic_allowed(&t.name, Operation::Describe))
         .map(|t| describe(t, node_id))
         .collect()
 }
@@ -105,19 +108,28 @@ fn one_topic(
     let Some(name) = topic.name else {
         return by_id(context, topic.topic_id);
     };
-    if let Some(info) = context.broker.topic(name.as_str()) {
-        return describe(&info, node_id);
-    }
     let error = |code: i16| {
         MetadataResponseTopic::default()
             .with_error_code(code)
             .with_name(Some(name.clone()))
     };
+    if !context.topic_allowed(name.as_str(), Operation::Describe) {
+        return error(errors::TOPIC_AUTHORIZATION_FAILED);
+    }
+    if let Some(info) = context.broker.topic(name.as_str()) {
+        return describe(&info, node_id);
+    }
     if weir_storage::store::validate_topic_name(name.as_str()).is_err() {
         return error(INVALID_TOPIC_EXCEPTION);
     }
     if !allow_auto_create {
         return error(UNKNOWN_TOPIC_OR_PARTITION);
+    }
+    // Auto-creation needs CREATE on the cluster or on the topic, as Kafka asks.
+    if !context.cluster_allowed(Operation::Create)
+        && !context.topic_allowed(name.as_str(), Operation::Create)
+    {
+        return error(errors::TOPIC_AUTHORIZATION_FAILED);
     }
     let partitions = i64::from(context.broker.config().num_partitions);
     if partitions > *budget {
@@ -151,6 +163,12 @@ fn by_id(context: &Context, id: Uuid) -> MetadataResponseTopic {
             .with_name(None);
     }
     match context.broker.topic_by_id(TopicId(id.into_bytes())) {
+        Some(info) if !context.topic_allowed(&info.name, Operation::Describe) => {
+            MetadataResponseTopic::default()
+                .with_error_code(errors::TOPIC_AUTHORIZATION_FAILED)
+                .with_name(None)
+                .with_topic_id(id)
+        }
         Some(info) => describe(&info, context.config.node_id),
         None => MetadataResponseTopic::default()
             .with_error_code(UNKNOWN_TOPIC_ID)
@@ -226,6 +244,7 @@ pub(crate) mod testing {
             groups.clone(),
         );
         Context {
+            session: crate::acls::Session::default(),
             groups,
             txns,
             broker,

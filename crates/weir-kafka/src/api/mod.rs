@@ -18,11 +18,14 @@ pub mod alter_configs;
 pub mod api_versions;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
+pub mod create_acls;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_acls;
 pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_acls;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
@@ -61,6 +64,21 @@ pub struct Context {
     pub groups: Arc<Groups>,
     /// The transaction coordinator's runner.
     pub txns: Arc<Txns>,
+    /// Who this connection's requests come from, for the authorizer.
+    pub session: crate::acls::Session,
+}
+
+impl Context {
+    /// The context of one connection: the shared parts and that connection's session.
+    pub fn for_session(&self, session: crate::acls::Session) -> Context {
+        Context {
+            broker: self.broker.clone(),
+            config: self.config.clone(),
+            groups: self.groups.clone(),
+            txns: self.txns.clone(),
+            session,
+        }
+    }
 }
 
 /// What the connection does after a request.
@@ -115,6 +133,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AddOffsetsToTxn, 0, 3),
     (ApiKey::EndTxn, 0, 3),
     (ApiKey::TxnOffsetCommit, 0, 3),
+    // ACLs (v0 is gone from Kafka 4 and from kafka-protocol 0.18's codecs).
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
 ];
 
 pub fn is_supported(key: ApiKey, version: i16) -> bool {
@@ -213,6 +235,10 @@ pub async fn dispatch(
         Rq::AlterReplicaLogDirs(r) => {
             Rs::AlterReplicaLogDirs(alter_replica_log_dirs::handle(context, header, r))
         }
+        // Rewrite `<data>/acls` (an fsync or two).
+        Rq::CreateAcls(r) => Rs::CreateAcls(blocking(|| create_acls::handle(context, header, r))),
+        Rq::DescribeAcls(r) => Rs::DescribeAcls(describe_acls::handle(context, header, r)),
+        Rq::DeleteAcls(r) => Rs::DeleteAcls(blocking(|| delete_acls::handle(context, header, r))),
         // The connection only decodes supported APIs (see SUPPORTED).
         other => {
             tracing::error!(api = ?other, "dispatched an API that is not in SUPPORTED");

@@ -13,6 +13,7 @@ use kafka_protocol::messages::{
     GroupId, OffsetFetchRequest, OffsetFetchResponse, RequestHeader, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use weir_core::acl::Operation;
 use weir_core::groups::{GroupError, OffsetValue};
 
 use super::Context;
@@ -45,7 +46,11 @@ pub fn handle(
                         .map(|t| (t.name.0.to_string(), t.partition_indexes))
                         .collect()
                 });
-                let committed = coordinator.fetch_offsets(&group.group_id.0, wanted);
+                let committed = authorized(
+                    context,
+                    &group.group_id.0,
+                    coordinator.fetch_offsets(&group.group_id.0, wanted),
+                );
                 let mut answer = group_answer(group.group_id, committed);
                 if request.require_stable {
                     for topic in &mut answer.topics {
@@ -72,9 +77,14 @@ pub fn handle(
             .map(|t| (t.name.0.to_string(), t.partition_indexes))
             .collect()
     });
-    let (code, offsets) = match coordinator.fetch_offsets(&request.group_id.0, wanted) {
+    let committed = authorized(
+        context,
+        &request.group_id.0,
+        coordinator.fetch_offsets(&request.group_id.0, wanted),
+    );
+    let (code, offsets) = match committed {
         Ok(offsets) => (errors::NONE, offsets),
-        Err(error) => (errors::group_code(error), Vec::new()),
+        Err(code) => (code, Vec::new()),
     };
     let group_id = request.group_id.0.to_string();
     let topics = by_topic(offsets)
@@ -110,13 +120,34 @@ pub fn handle(
     }
 }
 
-fn group_answer(group_id: GroupId, committed: Committed) -> OffsetFetchResponseGroup {
+/// What the requester may see of a group's offsets, as Kafka's authorizer decides:
+/// DESCRIBE on the group (else GROUP_AUTHORIZATION_FAILED), and only the topics it may
+/// DESCRIBE (the others are left out).
+fn authorized(
+    context: &Context,
+    group_id: &str,
+    committed: Committed,
+) -> Result<Vec<(String, i32, Option<OffsetValue>)>, i16> {
+    if !context.group_allowed(group_id, Operation::Describe) {
+        return Err(errors::GROUP_AUTHORIZATION_FAILED);
+    }
+    let offsets = committed.map_err(errors::group_code)?;
+    Ok(offsets
+        .into_iter()
+        .filter(|(topic, _, _)| context.topic_allowed(topic, Operation::Describe))
+        .collect())
+}
+
+fn group_answer(
+    group_id: GroupId,
+    committed: Result<Vec<(String, i32, Option<OffsetValue>)>, i16>,
+) -> OffsetFetchResponseGroup {
     let offsets = match committed {
         Ok(offsets) => offsets,
-        Err(error) => {
+        Err(code) => {
             return OffsetFetchResponseGroup::default()
                 .with_group_id(group_id)
-                .with_error_code(errors::group_code(error));
+                .with_error_code(code);
         }
     };
     let topics = by_topic(offsets)

@@ -160,6 +160,12 @@ fn produce_partition(
     records: Option<Bytes>,
     now_ms: i64,
 ) -> Result<Appended, Refusal> {
+    if !context.topic_allowed(topic, weir_core::acl::Operation::Write) {
+        return Err(Refusal::new(
+            errors::TOPIC_AUTHORIZATION_FAILED,
+            format!("not authorized to write to topic {topic}"),
+        ));
+    }
     let records = records.unwrap_or_default();
     if let Some((producer_id, epoch)) = check_one_batch(&records)? {
         context

@@ -729,6 +729,45 @@ fn request(key: ApiKey, v: i16) -> RequestKind {
             }
             RequestKind::TxnOffsetCommit(request.with_unknown_tagged_fields(unknown_tags(v, 3)))
         }
+        ApiKey::CreateAcls => RequestKind::CreateAcls(
+            kafka_protocol::messages::CreateAclsRequest::default()
+                .with_creations(vec![
+                    kafka_protocol::messages::create_acls_request::AclCreation::default()
+                        .with_resource_type(2)
+                        .with_resource_name(s("orders"))
+                        .with_resource_pattern_type(4)
+                        .with_principal(s("User:alice"))
+                        .with_host(s("*"))
+                        .with_operation(3)
+                        .with_permission_type(3),
+                ])
+                .with_unknown_tagged_fields(unknown_tags(v, 2)),
+        ),
+        ApiKey::DescribeAcls => RequestKind::DescribeAcls(
+            kafka_protocol::messages::DescribeAclsRequest::default()
+                .with_resource_type_filter(2)
+                .with_resource_name_filter(Some(s("orders")))
+                .with_pattern_type_filter(2)
+                .with_principal_filter(None)
+                .with_host_filter(Some(s("*")))
+                .with_operation(1)
+                .with_permission_type(1)
+                .with_unknown_tagged_fields(unknown_tags(v, 2)),
+        ),
+        ApiKey::DeleteAcls => RequestKind::DeleteAcls(
+            kafka_protocol::messages::DeleteAclsRequest::default()
+                .with_filters(vec![
+                    kafka_protocol::messages::delete_acls_request::DeleteAclsFilter::default()
+                        .with_resource_type_filter(1)
+                        .with_resource_name_filter(None)
+                        .with_pattern_type_filter(1)
+                        .with_principal_filter(Some(s("User:alice")))
+                        .with_host_filter(None)
+                        .with_operation(3)
+                        .with_permission_type(2),
+                ])
+                .with_unknown_tagged_fields(unknown_tags(v, 2)),
+        ),
         other => panic!("no test request for {other:?}"),
     }
 }
@@ -778,6 +817,9 @@ fn default_request(key: ApiKey) -> RequestKind {
         ApiKey::AddOffsetsToTxn => RequestKind::AddOffsetsToTxn(Default::default()),
         ApiKey::EndTxn => RequestKind::EndTxn(Default::default()),
         ApiKey::TxnOffsetCommit => RequestKind::TxnOffsetCommit(Default::default()),
+        ApiKey::CreateAcls => RequestKind::CreateAcls(Default::default()),
+        ApiKey::DescribeAcls => RequestKind::DescribeAcls(Default::default()),
+        ApiKey::DeleteAcls => RequestKind::DeleteAcls(Default::default()),
         other => panic!("no default request for {other:?}"),
     }
 }
