@@ -60,6 +60,8 @@ pub enum CoreError {
     Acl(#[from] crate::acl::AclError),
     #[error("group record: {0}")]
     GroupRecord(#[from] crate::groups::records::RecordError),
+    #[error("transaction record: {0}")]
+    TxnRecord(#[from] crate::txn::records::TxnRecordError),
 }
 
 pub struct Broker {

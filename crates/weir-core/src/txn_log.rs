@@ -115,6 +115,11 @@ impl Broker {
         now_ms: i64,
     ) -> Result<Option<Appended>, CoreError> {
         let mut by_partition: BTreeMap<i32, Vec<Encoded>> = BTreeMap::new();
+        // Checked before anything is written, as the group log does: a record the format
+        // cannot carry fails the call instead of reaching `encode`'s invariant.
+        for record in records {
+            txn_records::check(record)?;
+        }
         for record in records {
             let (key, value) = txn_records::encode(record);
             let size = encoded_size(&key, value.as_deref());

@@ -50,7 +50,7 @@ pub fn code(error: &CoreError) -> i16 {
             KAFKA_STORAGE_ERROR
         }
         CoreError::InternalTopic { .. } => POLICY_VIOLATION,
-        CoreError::GroupRecord(_) => KAFKA_STORAGE_ERROR,
+        CoreError::GroupRecord(_) | CoreError::TxnRecord(_) => KAFKA_STORAGE_ERROR,
     }
 }
 
